@@ -1,0 +1,272 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ClusterRelease asks a session to match requests against the live cluster's
+// own OpenAPI document instead of an embedded release, so custom resources
+// and aggregated APIs are known.
+const ClusterRelease = "cluster"
+
+// InterceptionMode says how an injected pod's API traffic reaches the proxy.
+// +kubebuilder:validation:Enum=iptables;env
+type InterceptionMode string
+
+const (
+	// InterceptionIPTables redirects TCP to the API server to the sidecar with
+	// an init container that needs NET_ADMIN and NET_RAW.
+	InterceptionIPTables InterceptionMode = "iptables"
+	// InterceptionEnv points KUBERNETES_SERVICE_HOST/PORT at the sidecar; it
+	// needs no privilege and fits Pod Security baseline.
+	InterceptionEnv InterceptionMode = "env"
+)
+
+// SnoopSessionSpec selects the pods to record and the release to measure
+// their API calls against.
+// +kubebuilder:validation:XValidation:rule="!(has(self.duration) && has(self.stopAt))",message="set either spec.duration or spec.stopAt, not both"
+type SnoopSessionSpec struct {
+	// targets selects the pods whose API traffic is recorded. When empty, every
+	// pod in the session's own namespace is a target.
+	// +optional
+	Targets Targets `json:"targets,omitempty"`
+
+	// kubernetesRelease is the Kubernetes minor release whose API the requests
+	// are matched against, like "1.37", or "cluster" to use the live cluster's
+	// own OpenAPI document (custom resources included).
+	// +required
+	// +kubebuilder:validation:MaxLength=8
+	// +kubebuilder:validation:XValidation:rule="self == 'cluster' || self.matches('^1[.][0-9]{1,2}$')",message="spec.kubernetesRelease must be a minor release like \"1.37\" or \"cluster\""
+	// +kubebuilder:validation:XValidation:rule="self == 'cluster' || !self.matches('^1[.][0-9]{1,2}$') || int(self.split('.')[1]) >= 31",message="spec.kubernetesRelease must be 1.31 or later; older releases are not supported"
+	KubernetesRelease string `json:"kubernetesRelease"`
+
+	// interception says how traffic reaches the recording proxy: "iptables"
+	// (default; an init container redirects the API server's address) or
+	// "env" (no privilege; KUBERNETES_SERVICE_HOST/PORT point at the proxy).
+	// +optional
+	// +kubebuilder:default=iptables
+	Interception InterceptionMode `json:"interception,omitempty"`
+
+	// recording says what is kept of each request. By default only metadata
+	// (method, path, query, status, sizes, user agent) is kept.
+	// +optional
+	Recording Recording `json:"recording,omitempty"`
+
+	// duration stops recording this long after the session started, like "1h".
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// stopAt stops recording at this time (RFC 3339).
+	// +optional
+	StopAt *metav1.Time `json:"stopAt,omitempty"`
+
+	// suspend pauses recording without losing results; new pods are not
+	// injected while it is true.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// Targets selects pods by label, within a set of namespaces.
+// +kubebuilder:validation:XValidation:rule="!(has(self.namespaceSelector) && has(self.namespaces))",message="set either spec.targets.namespaceSelector or spec.targets.namespaces, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.podSelector) || !has(self.podSelector.matchExpressions) || self.podSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="spec.targets.podSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"
+// +kubebuilder:validation:XValidation:rule="!has(self.namespaceSelector) || !has(self.namespaceSelector.matchExpressions) || self.namespaceSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="spec.targets.namespaceSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"
+type Targets struct {
+	// podSelector selects the target pods by label. When absent, every pod in
+	// the selected namespaces is a target.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+
+	// namespaceSelector selects the namespaces to look for target pods in, by
+	// label. Exclusive with namespaces. When both are absent, only the
+	// session's own namespace is used.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// namespaces lists the namespaces to look for target pods in, by name.
+	// Exclusive with namespaceSelector.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// Recording says what is kept of each request.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxBodyBytes) || self.requestBodies",message="spec.recording.maxBodyBytes needs spec.recording.requestBodies: true"
+type Recording struct {
+	// requestBodies keeps request bodies (capped at maxBodyBytes) to measure
+	// which fields are used. Secret data is always replaced by a marker.
+	// +optional
+	RequestBodies bool `json:"requestBodies,omitempty"`
+
+	// maxBodyBytes caps each kept request body; longer bodies are cut and
+	// counted. Defaults to 65536 when requestBodies is true.
+	// +optional
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=1048576
+	MaxBodyBytes *int32 `json:"maxBodyBytes,omitempty"`
+}
+
+// Condition types of a SnoopSession.
+const (
+	// ConditionReady is true when the session is valid and its release resolved.
+	ConditionReady = "Ready"
+	// ConditionRecording is true while target pods are being recorded.
+	ConditionRecording = "Recording"
+	// ConditionDegraded is true when part of the session does not work.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons of a SnoopSession.
+const (
+	ReasonReleaseResolved    = "ReleaseResolved"
+	ReasonUnsupportedRelease = "UnsupportedRelease"
+	ReasonInvalidSelector    = "InvalidSelector"
+	ReasonSuspended          = "Suspended"
+	ReasonStopped            = "Stopped"
+	ReasonNoTargets          = "NoTargetPods"
+	ReasonPodsSelected       = "PodsSelected"
+	ReasonAsExpected         = "AsExpected"
+	ReasonReconcileError     = "ReconcileError"
+)
+
+// SnoopSessionStatus is what the operator observed and measured.
+type SnoopSessionStatus struct {
+	// observedGeneration is the generation of the spec the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions are Ready, Recording and Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// release is the resolved release the requests are matched against, like
+	// "1.37", or the live cluster's version for "cluster".
+	// +optional
+	Release string `json:"release,omitempty"`
+
+	// pods counts the target pods.
+	// +optional
+	Pods PodCounts `json:"pods,omitempty"`
+
+	// requests is the number of API requests recorded.
+	// +optional
+	Requests int64 `json:"requests"`
+
+	// unknownRequests counts requests that match no operation of the release.
+	// +optional
+	UnknownRequests int64 `json:"unknownRequests"`
+
+	// failedRequests counts requests answered with a 4xx or 5xx status.
+	// +optional
+	FailedRequests int64 `json:"failedRequests"`
+
+	// coverage summarises the operations of the release hit by the recorded
+	// requests, per stability level.
+	// +optional
+	Coverage CoverageSummary `json:"coverage,omitempty"`
+
+	// lastUpdateTime is when the results were last updated.
+	// +optional
+	LastUpdateTime *metav1.Time `json:"lastUpdateTime,omitempty"`
+
+	// resultsConfigMap names the ConfigMap in the session's namespace that
+	// holds the detailed results.
+	// +optional
+	ResultsConfigMap string `json:"resultsConfigMap,omitempty"`
+}
+
+// PodCounts counts target pods by injection state.
+type PodCounts struct {
+	// matched is the number of running pods the targets select.
+	// +optional
+	Matched int32 `json:"matched"`
+	// injected is the number of matched pods that carry the recording proxy.
+	// +optional
+	Injected int32 `json:"injected"`
+	// waitingForRestart is the number of matched pods created before the
+	// session, which are recorded only once they are recreated.
+	// +optional
+	WaitingForRestart int32 `json:"waitingForRestart"`
+}
+
+// CoverageSummary counts hit operations per stability level and for the
+// operations eligible for conformance.
+type CoverageSummary struct {
+	// stable covers the operations of GA (v1, v2, ...) versions.
+	// +optional
+	Stable LevelCoverage `json:"stable"`
+	// beta covers the operations of beta versions.
+	// +optional
+	Beta LevelCoverage `json:"beta"`
+	// alpha covers the operations of alpha versions.
+	// +optional
+	Alpha LevelCoverage `json:"alpha"`
+	// eligible covers the stable operations eligible for conformance tests.
+	// +optional
+	Eligible LevelCoverage `json:"eligible"`
+}
+
+// LevelCoverage counts operations and how many of them were hit.
+type LevelCoverage struct {
+	// operations is the number of operations of the release at this level.
+	// +optional
+	Operations int32 `json:"operations"`
+	// hit is the number of those operations that at least one request used.
+	// +optional
+	Hit int32 `json:"hit"`
+	// percent is hit / operations as a percentage with one decimal, like "42.7".
+	// +optional
+	Percent string `json:"percent"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=snoop;snoops,categories=apisnoop
+// +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.spec.kubernetesRelease`
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.pods.matched`
+// +kubebuilder:printcolumn:name="Requests",type=integer,JSONPath=`.status.requests`
+// +kubebuilder:printcolumn:name="Stable %",type=string,JSONPath=`.status.coverage.stable.percent`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Injected",type=integer,JSONPath=`.status.pods.injected`,priority=1
+// +kubebuilder:printcolumn:name="Eligible %",type=string,JSONPath=`.status.coverage.eligible.percent`,priority=1
+// +kubebuilder:printcolumn:name="Beta %",type=string,JSONPath=`.status.coverage.beta.percent`,priority=1
+// +kubebuilder:printcolumn:name="Unknown",type=integer,JSONPath=`.status.unknownRequests`,priority=1
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failedRequests`,priority=1
+// +kubebuilder:printcolumn:name="Recording",type=string,JSONPath=`.status.conditions[?(@.type=="Recording")].reason`,priority=1
+
+// SnoopSession records the Kubernetes API calls of selected pods and measures
+// them against a Kubernetes release's API.
+type SnoopSession struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec selects the pods and the release.
+	// +required
+	Spec SnoopSessionSpec `json:"spec"`
+
+	// status is what the operator observed and measured.
+	// +optional
+	Status SnoopSessionStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SnoopSessionList is a list of SnoopSessions.
+type SnoopSessionList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SnoopSession `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SnoopSession{}, &SnoopSessionList{})
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"apisnoop.dev/kube-apisnoop/internal/manager"
+)
+
+func newManagerCommand() *cobra.Command {
+	var (
+		metricsAddr, probeAddr string
+		leaderElect            bool
+	)
+	zapOpts := zap.Options{}
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the operator: the SnoopSession controller",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			mgr, err := manager.New(cfg, ctrl.Options{
+				Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+				HealthProbeBindAddress: probeAddr,
+				LeaderElection:         leaderElect,
+				LeaderElectionID:       "apisnoop-manager.snoop.apisnoop.dev",
+			})
+			if err != nil {
+				return err
+			}
+			ctrl.Log.WithName("setup").Info("Starting manager")
+			return mgr.Start(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, like :8443; 0 disables it")
+	cmd.Flags().StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to")
+	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
+	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(zfs)
+	cmd.Flags().AddGoFlagSet(zfs)
+	return cmd
+}

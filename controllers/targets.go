@@ -1,0 +1,106 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+)
+
+// ProxyContainerName is the name of the injected recording proxy sidecar; a
+// pod that has it is recorded.
+const ProxyContainerName = "snoop-proxy"
+
+// targetSelector is a session's spec.targets, parsed.
+type targetSelector struct {
+	pods       labels.Selector
+	namespaces []string        // explicit namespaces, when listed or defaulted
+	nsSelector labels.Selector // when namespaces are selected by label
+}
+
+// newTargetSelector parses spec.targets; its errors name the field to fix.
+func newTargetSelector(session *snoopv1alpha1.SnoopSession) (*targetSelector, error) {
+	t := session.Spec.Targets
+	sel := &targetSelector{pods: labels.Everything()}
+	if t.PodSelector != nil {
+		s, err := metav1.LabelSelectorAsSelector(t.PodSelector)
+		if err != nil {
+			return nil, fmt.Errorf("spec.targets.podSelector: %w", err)
+		}
+		sel.pods = s
+	}
+	switch {
+	case t.NamespaceSelector != nil:
+		s, err := metav1.LabelSelectorAsSelector(t.NamespaceSelector)
+		if err != nil {
+			return nil, fmt.Errorf("spec.targets.namespaceSelector: %w", err)
+		}
+		sel.nsSelector = s
+	case len(t.Namespaces) > 0:
+		sel.namespaces = t.Namespaces
+	default:
+		sel.namespaces = []string{session.Namespace}
+	}
+	return sel, nil
+}
+
+// listPods returns the live target pods: those not finished and not being
+// deleted.
+func (t *targetSelector) listPods(ctx context.Context, c client.Reader) ([]corev1.Pod, error) {
+	namespaces := t.namespaces
+	if t.nsSelector != nil {
+		var list corev1.NamespaceList
+		if err := c.List(ctx, &list, client.MatchingLabelsSelector{Selector: t.nsSelector}); err != nil {
+			return nil, fmt.Errorf("list namespaces: %w", err)
+		}
+		for _, ns := range list.Items {
+			namespaces = append(namespaces, ns.Name)
+		}
+	}
+	var pods []corev1.Pod
+	for _, ns := range namespaces {
+		var list corev1.PodList
+		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: t.pods}); err != nil {
+			return nil, fmt.Errorf("list pods in namespace %s: %w", ns, err)
+		}
+		for _, pod := range list.Items {
+			if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			pods = append(pods, pod)
+		}
+	}
+	return pods, nil
+}
+
+// countPods counts target pods by whether they carry the recording proxy.
+func countPods(pods []corev1.Pod) snoopv1alpha1.PodCounts {
+	counts := snoopv1alpha1.PodCounts{Matched: int32(len(pods))}
+	for i := range pods {
+		if hasProxy(&pods[i]) {
+			counts.Injected++
+		} else {
+			counts.WaitingForRestart++
+		}
+	}
+	return counts
+}
+
+func hasProxy(pod *corev1.Pod) bool {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == ProxyContainerName {
+			return true
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == ProxyContainerName {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,194 @@
+// Command demo runs kube-apisnoop's main job on a local control plane, with
+// no cluster needed: it starts kube-apiserver and etcd (built by
+// hack/build-control-plane.sh), installs the CRD, runs the manager, applies
+// the sample SnoopSession with the machine's kubectl and shows what a user
+// sees with kubectl get and describe.
+//
+// Run it with `make demo`. With -keep it stays up until interrupted and
+// prints a kubeconfig to use meanwhile.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/manager"
+	"apisnoop.dev/kube-apisnoop/internal/testenv"
+)
+
+func main() {
+	keep := flag.Bool("keep", false, "keep the control plane and manager running until interrupted")
+	kubectl := flag.String("kubectl", "kubectl", "kubectl binary to drive the control plane with")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *kubectl, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+
+	step("Starting a local control plane (kube-apiserver v%s and etcd from bin/)", testenv.KubeVersion)
+	env, err := testenv.New()
+	if err != nil {
+		return err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	defer func() { retErr = errors.Join(retErr, env.Stop()) }()
+
+	kubeconfig, err := writeKubeconfig(env)
+	if err != nil {
+		return err
+	}
+
+	step("Running the manager against it")
+	mgr, err := manager.New(cfg, ctrl.Options{Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return err
+	}
+	mgrCtx, stopManager := context.WithCancel(ctx)
+	defer stopManager()
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+
+	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	k := func(args ...string) error { return runKubectl(ctx, kubectl, kubeconfig, args...) }
+
+	step("Creating two pods labelled app=demo, then applying config/samples/")
+	for _, name := range []string{"demo-a", "demo-b"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": "demo"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "demo:dev"}}},
+		}
+		if err := c.Create(ctx, pod); err != nil {
+			return fmt.Errorf("create pod %s: %w", name, err)
+		}
+	}
+	if err := k("apply", "-f", filepath.Join(testenv.RepoRoot(), "config", "samples")); err != nil {
+		return err
+	}
+	if err := waitForStatus(ctx, c, client.ObjectKey{Namespace: "default", Name: "demo"}); err != nil {
+		return err
+	}
+
+	step("kubectl get snoop")
+	if err := k("get", "snoop"); err != nil {
+		return err
+	}
+	step("kubectl get snoop -o wide")
+	if err := k("get", "snoop", "-o", "wide"); err != nil {
+		return err
+	}
+	step("kubectl describe snoop demo")
+	if err := k("describe", "snoop", "demo"); err != nil {
+		return err
+	}
+
+	step("An invalid session is refused with a message that names the field")
+	bad := filepath.Join(os.TempDir(), "apisnoop-demo-invalid.yaml")
+	if err := os.WriteFile(bad, []byte(invalidSession), 0o600); err != nil {
+		return fmt.Errorf("write invalid sample: %w", err)
+	}
+	if err := k("apply", "-f", bad); err == nil {
+		return errors.New("the API server accepted an invalid SnoopSession")
+	}
+
+	if keep {
+		step("Control plane and manager keep running; press Ctrl-C to stop.\n  export KUBECONFIG=%s", kubeconfig)
+		<-ctx.Done()
+	}
+	stopManager()
+	return <-mgrDone
+}
+
+const invalidSession = `apiVersion: snoop.apisnoop.dev/v1alpha1
+kind: SnoopSession
+metadata:
+  name: invalid
+  namespace: default
+spec:
+  kubernetesRelease: "1.20"
+  duration: 1h
+  stopAt: "2030-01-01T00:00:00Z"
+`
+
+func step(format string, args ...any) {
+	fmt.Printf("\n==> "+format+"\n", args...)
+}
+
+// writeKubeconfig gives the machine's kubectl an admin identity on the local
+// control plane.
+func writeKubeconfig(env *envtest.Environment) (string, error) {
+	user, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("add demo user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("render kubeconfig: %w", err)
+	}
+	dir := filepath.Join(testenv.RepoRoot(), "bin", "demo")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return path, nil
+}
+
+func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string) error {
+	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// waitForStatus waits until the manager has reconciled the session once.
+func waitForStatus(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		s := &snoopv1alpha1.SnoopSession{}
+		if err := c.Get(ctx, key, s); err == nil && s.Status.ObservedGeneration == s.Generation && s.Status.Pods.Matched > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for SnoopSession %s status: %w", key, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package catalog
+
+import (
+	"strings"
+	"testing"
+)
+
+// A trimmed-down swagger.json in the shape the API server serves: core
+// pods, a legacy watch, a node proxy (listed ineligible in 1.36), discovery,
+// a non-resource URL, and a CRD-like group serving only example.com/v1beta1.
+const swaggerDoc = `{
+  "swagger": "2.0",
+  "info": {"title": "Kubernetes", "version": "v1.36.3"},
+  "paths": {
+    "/api/v1/namespaces/{namespace}/pods/{name}": {
+      "get": {"operationId": "readCoreV1NamespacedPod", "tags": ["core_v1"], "description": "read the specified Pod",
+        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"}},
+      "parameters": [{"name": "name", "in": "path", "required": true, "type": "string"}]
+    },
+    "/api/v1/watch/namespaces/{namespace}/pods": {
+      "get": {"operationId": "watchCoreV1NamespacedPodList", "tags": ["core_v1"],
+        "description": "watch individual changes to a list of Pod. deprecated: use the 'watch' parameter with a list operation instead.",
+        "x-kubernetes-action": "watchlist", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"}}
+    },
+    "/api/v1/nodes/{name}/proxy": {
+      "get": {"operationId": "connectCoreV1GetNodeProxy", "tags": ["core_v1"], "description": "connect GET requests to proxy of Node",
+        "x-kubernetes-action": "connect", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "NodeProxyOptions"}}
+    },
+    "/api/v1/": {"get": {"operationId": "getCoreV1APIResources", "tags": ["core_v1"]}},
+    "/version/": {"get": {"operationId": "getCodeVersion", "tags": ["version"]}},
+    "/apis/example.com/": {"get": {"operationId": "getExampleComAPIGroup", "tags": ["exampleCom"]}},
+    "/apis/example.com/v1beta1/namespaces/{namespace}/widgets/{name}/status": {
+      "patch": {"operationId": "patchExampleComV1beta1NamespacedWidgetStatus", "tags": ["exampleCom_v1beta1"],
+        "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": {"group": "example.com", "version": "v1beta1", "kind": "Widget"}}
+    }
+  },
+  "definitions": {"io.k8s.api.core.v1.Pod": {"type": "object"}}
+}`
+
+// The same operations split into OpenAPI v3 documents, keyed like a live
+// cluster's /openapi/v3 index.
+var v3Docs = map[string]string{
+	"api/v1": `{
+  "openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.36.3"},
+  "paths": {
+    "/api/v1/namespaces/{namespace}/pods/{name}": {
+      "get": {"operationId": "readCoreV1NamespacedPod", "tags": ["core_v1"], "description": "read the specified Pod",
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/io.k8s.api.core.v1.Pod"}}}}},
+        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"}}
+    },
+    "/api/v1/watch/namespaces/{namespace}/pods": {
+      "get": {"operationId": "watchCoreV1NamespacedPodList", "tags": ["core_v1"],
+        "description": "watch individual changes to a list of Pod. deprecated: use the 'watch' parameter with a list operation instead.",
+        "responses": {"200": {"description": "OK"}},
+        "x-kubernetes-action": "watchlist", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"}}
+    },
+    "/api/v1/nodes/{name}/proxy": {
+      "get": {"operationId": "connectCoreV1GetNodeProxy", "tags": ["core_v1"], "description": "connect GET requests to proxy of Node",
+        "responses": {"200": {"description": "OK"}},
+        "x-kubernetes-action": "connect", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "NodeProxyOptions"}}
+    },
+    "/api/v1/": {"get": {"operationId": "getCoreV1APIResources", "tags": ["core_v1"], "responses": {"200": {"description": "OK"}}}}
+  },
+  "components": {"schemas": {"io.k8s.api.core.v1.Pod": {"type": "object"}}}
+}`,
+	"version": `{
+  "openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.36.3"},
+  "paths": {"/version/": {"get": {"operationId": "getCodeVersion", "tags": ["version"], "responses": {"200": {"description": "OK"}}}}}
+}`,
+	"apis/example.com": `{
+  "openapi": "3.0.0", "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+  "paths": {"/apis/example.com/": {"get": {"operationId": "getExampleComAPIGroup", "tags": ["exampleCom"], "responses": {"200": {"description": "OK"}}}}}
+}`,
+	"apis/example.com/v1beta1": `{
+  "openapi": "3.0.0", "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+  "paths": {
+    "/apis/example.com/v1beta1/namespaces/{namespace}/widgets/{name}/status": {
+      "patch": {"operationId": "patchExampleComV1beta1NamespacedWidgetStatus", "tags": ["exampleCom_v1beta1"],
+        "responses": {"200": {"description": "OK"}},
+        "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": {"group": "example.com", "version": "v1beta1", "kind": "Widget"}}
+    }
+  }
+}`,
+}
+
+func TestFromOpenAPI(t *testing.T) {
+	docs := map[string][]byte{}
+	for name, doc := range v3Docs {
+		docs[name] = []byte(doc)
+	}
+	fromV2 := func(release string) (*Catalog, error) { return FromOpenAPIV2([]byte(swaggerDoc), release) }
+	fromV3 := func(release string) (*Catalog, error) { return FromOpenAPIV3(docs, release) }
+	want := []Operation{
+		{ID: "connectCoreV1GetNodeProxy", Method: "GET", Path: "/api/v1/nodes/{name}/proxy", Version: "v1",
+			Resource: "nodes", Subresource: "proxy", Action: "connect", Kind: "NodeProxyOptions", Class: ClassResource,
+			Level: Stable, Eligibility: Ineligible, IneligibleReason: "Unable to be tested, and likely soon deprecated", Category: "core"},
+		{ID: "getCodeVersion", Method: "GET", Path: "/version/", Class: ClassNonResource, Level: Stable,
+			Eligibility: Eligible, Category: "version"},
+		{ID: "getCoreV1APIResources", Method: "GET", Path: "/api/v1/", Version: "v1", Class: ClassDiscovery,
+			Level: Stable, Eligibility: Eligible, Category: "core"},
+		{ID: "getExampleComAPIGroup", Method: "GET", Path: "/apis/example.com/", Group: "example.com",
+			Class: ClassDiscovery, Level: Beta, Eligibility: Ineligible, IneligibleReason: "beta API", Category: "exampleCom"},
+		{ID: "patchExampleComV1beta1NamespacedWidgetStatus", Method: "PATCH",
+			Path:  "/apis/example.com/v1beta1/namespaces/{namespace}/widgets/{name}/status",
+			Group: "example.com", Version: "v1beta1", Resource: "widgets", Subresource: "status", Action: "patch",
+			Kind: "Widget", Class: ClassResource, Level: Beta, Namespaced: true, Eligibility: Ineligible,
+			IneligibleReason: "beta API", Category: "exampleCom"},
+		{ID: "readCoreV1NamespacedPod", Method: "GET", Path: "/api/v1/namespaces/{namespace}/pods/{name}",
+			Version: "v1", Resource: "pods", Action: "get", Kind: "Pod", Class: ClassResource, Level: Stable,
+			Namespaced: true, Eligibility: Eligible, Category: "core"},
+		{ID: "watchCoreV1NamespacedPodList", Method: "GET", Path: "/api/v1/watch/namespaces/{namespace}/pods",
+			Version: "v1", Resource: "pods", Action: "watchlist", Kind: "Pod", Class: ClassResource, Level: Stable,
+			Deprecated: true, Watch: true, Namespaced: true, Eligibility: Ineligible, IneligibleReason: "deprecated", Category: "core"},
+	}
+	for name, from := range map[string]func(string) (*Catalog, error){"v2": fromV2, "v3": fromV3} {
+		t.Run(name, func(t *testing.T) {
+			// A 1.36 cluster: the embedded 1.36 lists apply (connectCoreV1GetNodeProxy).
+			c, err := from("v1.36.3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Release != "1.36" {
+				t.Errorf("Release = %q", c.Release)
+			}
+			if len(c.Operations) != len(want) {
+				t.Errorf("%d operations, want %d", len(c.Operations), len(want))
+			}
+			for i := range min(len(want), len(c.Operations)) {
+				if c.Operations[i] != want[i] {
+					t.Errorf("operation %d =\n  %+v\nwant\n  %+v", i, c.Operations[i], want[i])
+				}
+			}
+			// A release without embedded lists: rules only.
+			unknown, err := from("1.99")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op, _ := unknown.Operation("connectCoreV1GetNodeProxy"); op.Eligibility != Eligible {
+				t.Errorf("1.99 connectCoreV1GetNodeProxy: %s, want eligible without lists", op.Eligibility)
+			}
+		})
+	}
+}
+
+func TestFromOpenAPIErrors(t *testing.T) {
+	tests := map[string]string{
+		"not json":     `{`,
+		"openapi v3":   `{"openapi": "3.0.0", "paths": {}}`,
+		"no id":        `{"swagger": "2.0", "paths": {"/api/v1/pods": {"get": {}}}}`,
+		"duplicate id": `{"swagger": "2.0", "paths": {"/a/": {"get": {"operationId": "x"}}, "/b/": {"get": {"operationId": "x"}}}}`,
+	}
+	for name, doc := range tests {
+		if _, err := FromOpenAPIV2([]byte(doc), "1.36"); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	_, err := FromOpenAPIV3(map[string][]byte{"api/v1": []byte(`{"openapi": 3}`)}, "1.36")
+	if err == nil || !strings.Contains(err.Error(), "api/v1") {
+		t.Errorf("FromOpenAPIV3 bad document: %v", err)
+	}
+}
