@@ -31,7 +31,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/audit"
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
+	"apisnoop.dev/kube-apisnoop/internal/match"
+	"apisnoop.dev/kube-apisnoop/internal/report"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -52,6 +57,15 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 
 	step("Starting a local control plane (kube-apiserver v%s and etcd from bin/)", testenv.KubeVersion)
 	env, err := testenv.New()
+	if err != nil {
+		return err
+	}
+	workDir, err := os.MkdirTemp("", "apisnoop-demo")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer os.RemoveAll(workDir)
+	auditLog, err := testenv.EnableAuditLog(env, workDir)
 	if err != nil {
 		return err
 	}
@@ -121,12 +135,37 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		return errors.New("the API server accepted an invalid SnoopSession")
 	}
 
+	step("API coverage of everything above, from the API server's audit log (kubectl-snoop coverage)")
+	if err := printCoverage(auditLog); err != nil {
+		return err
+	}
+
 	if keep {
 		step("Control plane and manager keep running; press Ctrl-C to stop.\n  export KUBECONFIG=%s", kubeconfig)
 		<-ctx.Done()
 	}
 	stopManager()
 	return <-mgrDone
+}
+
+// printCoverage measures the requests of the demo (kubectl's, the manager's
+// and the demo's own) against Kubernetes 1.37, as `kubectl-snoop coverage
+// --audit-log` does.
+func printCoverage(auditLog string) error {
+	cat, err := catalog.Load("1.37")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(auditLog)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	defer f.Close()
+	var delta coverage.Delta
+	if _, err := audit.Analyze(f, match.New(cat), &delta, nil, nil); err != nil {
+		return err
+	}
+	return report.Table(os.Stdout, coverage.NewReport(cat, &delta), report.Options{MaxRows: 12})
 }
 
 const invalidSession = `apiVersion: snoop.apisnoop.dev/v1alpha1

@@ -1,0 +1,35 @@
+// Command kubectl-snoop is kube-apisnoop's kubectl plugin: offline coverage
+// of API server audit logs, per-request classification, and (with the
+// recording proxy) coverage of any command's API calls.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kubectl-snoop",
+		Short:         "Measure which Kubernetes API operations are used",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newCoverageCommand(), newClassifyCommand())
+	return root
+}
+
+func main() {
+	root := newRootCommand()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "kubectl-snoop:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,73 @@
+package audit
+
+import (
+	"errors"
+	"io"
+	"net/url"
+	"strings"
+
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/match"
+)
+
+// SplitURI splits a request URI into path and raw query without allocating.
+func SplitURI(uri string) (path, rawQuery string) {
+	path, rawQuery, _ = strings.Cut(uri, "?")
+	return path, rawQuery
+}
+
+// Match matches one audit event against the release.
+func Match(m *match.Matcher, ev *Event) match.Result {
+	path, query := SplitURI(ev.RequestURI)
+	return m.Match(ev.Method(), unescapedPath(path), query)
+}
+
+// Client is the client an audit event names: its user and user agent.
+// Service account users ("system:serviceaccount:ns:name") also fill the
+// namespace and service account.
+func Client(ev *Event) coverage.Client {
+	c := coverage.Client{User: ev.User.Username, UserAgent: ev.UserAgent}
+	if rest, ok := strings.CutPrefix(c.User, "system:serviceaccount:"); ok {
+		if ns, sa, ok := strings.Cut(rest, ":"); ok {
+			c.Namespace, c.ServiceAccount = ns, sa
+		}
+	}
+	return c
+}
+
+// Analyze reads an audit log and aggregates its requests. progress, when
+// set, is called every progressEvery lines with the stats so far.
+func Analyze(r io.Reader, m *match.Matcher, d *coverage.Delta, progress func(Stats), onMalformed func(line int64, err error)) (Stats, error) {
+	reader := NewReader(r)
+	reader.OnMalformed = onMalformed
+	var next int64 = progressEvery
+	for {
+		ev, err := reader.Next()
+		if errors.Is(err, io.EOF) {
+			return reader.Stats(), nil
+		}
+		if err != nil {
+			return reader.Stats(), err
+		}
+		res := Match(m, ev)
+		d.Add(coverage.NewHit(res, ev.Method(), ev.Code(), Client(ev)))
+		if progress != nil && reader.stats.Lines >= next {
+			progress(reader.Stats())
+			next += progressEvery
+		}
+	}
+}
+
+const progressEvery = 100_000
+
+// unescapedPath is the path of a request URI with percent-escapes decoded, as
+// the API server sees it; the raw path is used when it does not decode.
+func unescapedPath(path string) string {
+	if !strings.Contains(path, "%") {
+		return path
+	}
+	if p, err := url.PathUnescape(path); err == nil {
+		return p
+	}
+	return path
+}

@@ -1,0 +1,108 @@
+package coverage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// clientEntry is a Client with its counts, for serialization: JSON object
+// keys must be strings, so clients travel as a list.
+type clientEntry struct {
+	Client
+	ClientCounts
+}
+
+// MarshalJSON writes clients as a list sorted by client, so equal deltas
+// serialize to equal bytes.
+func (d *Delta) MarshalJSON() ([]byte, error) {
+	type plain Delta // no MarshalJSON: avoids recursion
+	w := struct {
+		*plain
+		Clients []clientEntry `json:"clients,omitempty"`
+	}{plain: (*plain)(d)}
+	for c, counts := range d.Clients {
+		w.Clients = append(w.Clients, clientEntry{Client: c, ClientCounts: *counts})
+	}
+	sort.Slice(w.Clients, func(i, j int) bool { return clientLess(w.Clients[i].Client, w.Clients[j].Client) })
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (d *Delta) UnmarshalJSON(data []byte) error {
+	type plain Delta
+	w := struct {
+		*plain
+		Clients []clientEntry `json:"clients,omitempty"`
+	}{plain: (*plain)(d)}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	if len(w.Clients) > 0 {
+		d.Clients = make(map[Client]*ClientCounts, len(w.Clients))
+		for i := range w.Clients {
+			counts := w.Clients[i].ClientCounts
+			d.Clients[w.Clients[i].Client] = &counts
+		}
+	}
+	return nil
+}
+
+func clientLess(a, b Client) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	if a.Pod != b.Pod {
+		return a.Pod < b.Pod
+	}
+	if a.ServiceAccount != b.ServiceAccount {
+		return a.ServiceAccount < b.ServiceAccount
+	}
+	if a.User != b.User {
+		return a.User < b.User
+	}
+	return a.UserAgent < b.UserAgent
+}
+
+var (
+	encoderOnce sync.Once
+	encoder     *zstd.Encoder
+	decoder     *zstd.Decoder
+)
+
+func codecs() (*zstd.Encoder, *zstd.Decoder) {
+	encoderOnce.Do(func() {
+		encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+		decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
+	})
+	return encoder, decoder
+}
+
+// Encode serializes a delta compactly: JSON compressed with zstd.
+func Encode(d *Delta) ([]byte, error) {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode delta: %w", err)
+	}
+	enc, _ := codecs()
+	return enc.EncodeAll(raw, nil), nil
+}
+
+// Decode reads what Encode writes.
+func Decode(data []byte) (*Delta, error) {
+	_, dec := codecs()
+	raw, err := dec.DecodeAll(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decompress delta: %w", err)
+	}
+	d := &Delta{}
+	if err := json.NewDecoder(io.Reader(bytes.NewReader(raw))).Decode(d); err != nil {
+		return nil, fmt.Errorf("decode delta: %w", err)
+	}
+	return d, nil
+}
