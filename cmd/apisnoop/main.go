@@ -22,7 +22,7 @@ func main() {
 	}
 	// controller-runtime registers --kubeconfig on the standard flag set.
 	root.PersistentFlags().AddGoFlagSet(flag.CommandLine)
-	root.AddCommand(newManagerCommand())
+	root.AddCommand(newManagerCommand(), newProxyCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root.SetContext(ctx)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,7 +21,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCoverageCommand(), newClassifyCommand())
+	root.AddCommand(newCoverageCommand(), newClassifyCommand(), newRecordCommand())
 	return root
 }
 
@@ -28,7 +29,13 @@ func main() {
 	root := newRootCommand()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	var exit exitError
+	if errors.As(err, &exit) {
+		// The recorded command failed; its own message is already printed.
+		os.Exit(exit.code)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubectl-snoop:", err)
 		os.Exit(1)
 	}

@@ -135,6 +135,13 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		return errors.New("the API server accepted an invalid SnoopSession")
 	}
 
+	step("Recording real kubectl traffic through the recording proxy (kubectl-snoop record, client-certificate credentials)")
+	snoop := filepath.Join(testenv.RepoRoot(), "bin", "kubectl-snoop")
+	if err := runShown(ctx, snoop, "record", "--kubeconfig", kubeconfig, "--max-rows", "10", "--",
+		kubectl, "get", "pods,snoopsessions", "-A"); err != nil {
+		return err
+	}
+
 	step("API coverage of everything above, from the API server's audit log (kubectl-snoop coverage)")
 	if err := printCoverage(auditLog); err != nil {
 		return err
@@ -203,6 +210,17 @@ func writeKubeconfig(env *envtest.Environment) (string, error) {
 		return "", fmt.Errorf("write kubeconfig: %w", err)
 	}
 	return path, nil
+}
+
+// runShown runs a command with its output shown.
+func runShown(ctx context.Context, name string, args ...string) error {
+	fmt.Printf("$ %s %s\n", filepath.Base(name), strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Base(name), err)
+	}
+	return nil
 }
 
 func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string) error {

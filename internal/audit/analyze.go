@@ -3,7 +3,6 @@ package audit
 import (
 	"errors"
 	"io"
-	"net/url"
 	"strings"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
@@ -18,8 +17,7 @@ func SplitURI(uri string) (path, rawQuery string) {
 
 // Match matches one audit event against the release.
 func Match(m *match.Matcher, ev *Event) match.Result {
-	path, query := SplitURI(ev.RequestURI)
-	return m.Match(ev.Method(), unescapedPath(path), query)
+	return m.MatchRequestURI(ev.Method(), ev.RequestURI)
 }
 
 // Client is the client an audit event names: its user and user agent.
@@ -59,15 +57,3 @@ func Analyze(r io.Reader, m *match.Matcher, d *coverage.Delta, progress func(Sta
 }
 
 const progressEvery = 100_000
-
-// unescapedPath is the path of a request URI with percent-escapes decoded, as
-// the API server sees it; the raw path is used when it does not decode.
-func unescapedPath(path string) string {
-	if !strings.Contains(path, "%") {
-		return path
-	}
-	if p, err := url.PathUnescape(path); err == nil {
-		return p
-	}
-	return path
-}

@@ -137,15 +137,7 @@ func (d *Delta) AddN(h Hit, n int64) {
 			d.Overflow += n
 		}
 	} else {
-		if d.Operations == nil {
-			d.Operations = make(map[string]*Counts)
-		}
-		c := d.Operations[h.OperationID]
-		if c == nil {
-			c = &Counts{}
-			d.Operations[h.OperationID] = c
-		}
-		c.add(h.Verb, h.Status, n)
+		boundedEntry(&d.Operations, h.OperationID, -1).add(h.Verb, h.Status, n)
 		if h.Test != "" {
 			if d.Tests == nil {
 				d.Tests = make(map[string]map[string]int64)
@@ -180,33 +172,29 @@ func (d *Delta) AddN(h Hit, n int64) {
 }
 
 func (d *Delta) unknownCounts(shape string) *Counts {
-	if d.Unknown == nil {
-		d.Unknown = make(map[string]*Counts)
-	}
-	c := d.Unknown[shape]
-	if c == nil {
-		if len(d.Unknown) >= MaxUnknownPaths {
-			return nil
-		}
-		c = &Counts{}
-		d.Unknown[shape] = c
-	}
-	return c
+	return boundedEntry(&d.Unknown, shape, MaxUnknownPaths)
 }
 
 func (d *Delta) clientCounts(client Client) *ClientCounts {
-	if d.Clients == nil {
-		d.Clients = make(map[Client]*ClientCounts)
+	return boundedEntry(&d.Clients, client, MaxClients)
+}
+
+// boundedEntry returns the entry of key in *m, creating the map and the
+// entry as needed, or nil when the entry is new and the map already holds
+// max entries (max < 0: no bound).
+func boundedEntry[K comparable, V any](m *map[K]*V, key K, max int) *V {
+	if *m == nil {
+		*m = make(map[K]*V)
 	}
-	c := d.Clients[client]
-	if c == nil {
-		if len(d.Clients) >= MaxClients {
+	v := (*m)[key]
+	if v == nil {
+		if max >= 0 && len(*m) >= max {
 			return nil
 		}
-		c = &ClientCounts{}
-		d.Clients[client] = c
+		v = new(V)
+		(*m)[key] = v
 	}
-	return c
+	return v
 }
 
 // Merge adds every count of o to d. Merging is commutative and associative,
@@ -220,15 +208,7 @@ func (d *Delta) Merge(o *Delta) {
 	d.UnknownRequests += o.UnknownRequests
 	d.Overflow += o.Overflow
 	for id, c := range o.Operations {
-		if d.Operations == nil {
-			d.Operations = make(map[string]*Counts, len(o.Operations))
-		}
-		mine := d.Operations[id]
-		if mine == nil {
-			mine = &Counts{}
-			d.Operations[id] = mine
-		}
-		mine.merge(c)
+		boundedEntry(&d.Operations, id, -1).merge(c)
 	}
 	for shape, c := range o.Unknown {
 		mine := d.unknownCounts(shape)

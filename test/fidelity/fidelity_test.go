@@ -32,44 +32,6 @@ import (
 // are reported and skipped.
 var kubectls = []string{"kubectl.1.27", "kubectl.1.28", "kubectl.1.29", "kubectl.1.30", "kubectl.1.31", "kubectl.1.32", "kubectl.1.33", "kubectl"}
 
-const manifests = `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: settings
-data:
-  a: "1"
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: web:dev
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: solo
-spec:
-  containers:
-  - name: app
-    image: app:dev
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: robot
-`
-
 const crd = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
@@ -94,7 +56,7 @@ spec:
 func driveKubectl(kubectl, dir string) {
 	ns := "fid-" + strings.NewReplacer(".", "", "kubectl", "k").Replace(filepath.Base(kubectl))
 	file := filepath.Join(dir, ns+".yaml")
-	Expect(os.WriteFile(file, []byte(manifests), 0o600)).To(Succeed())
+	Expect(os.WriteFile(file, []byte(testenv.Workload), 0o600)).To(Succeed())
 	run := func(args ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()

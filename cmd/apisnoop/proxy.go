@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/certs"
+	"apisnoop.dev/kube-apisnoop/internal/match"
+	"apisnoop.dev/kube-apisnoop/internal/proxy"
+	"apisnoop.dev/kube-apisnoop/internal/record"
+)
+
+// serviceAccountDir is where pods find the cluster CA and their token.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+type proxyOptions struct {
+	listen, adminListen      string
+	connectListen            string
+	certFile, keyFile        string
+	upstream, upstreamCAFile string
+	release                  string
+	collectorURL             string
+	collectorCAFile          string
+	collectorTokenFile       string
+	shipInterval             time.Duration
+	identity                 record.Identity
+	source                   string
+	keepBodies               bool
+	maxBodyBytes             int
+}
+
+func newProxyCommand() *cobra.Command {
+	o := proxyOptions{}
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the recording proxy: the sidecar of injected pods",
+		Long: `Serves TLS on --listen, forwards every request unchanged to the real API
+server with the client's own credentials, matches it against --release and
+ships aggregated deltas to --collector. /healthz, /readyz, /metrics and
+/results are served on --admin-listen. When recording or shipping fails,
+proxying goes on.`,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runProxy(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", ":15443", "address the TLS proxy listens on")
+	f.StringVar(&o.connectListen, "connect-listen", "", "also serve a CONNECT proxy here (plain HTTP, for clients that honour HTTPS_PROXY): tunnels to the upstream are recorded, others pass untouched")
+	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:15020", "address of /healthz, /readyz, /metrics and /results (plain HTTP)")
+	f.StringVar(&o.certFile, "cert-file", "", "serving certificate (PEM), re-read when it changes")
+	f.StringVar(&o.keyFile, "key-file", "", "serving key (PEM)")
+	f.StringVar(&o.upstream, "upstream", inClusterUpstream(), "the real API server")
+	f.StringVar(&o.upstreamCAFile, "upstream-ca-file", serviceAccountDir+"/ca.crt", "CA bundle that verifies the real API server")
+	f.StringVar(&o.release, "release", "1.37", "Kubernetes release to match requests against")
+	f.StringVar(&o.collectorURL, "collector", "", "collector intake URL; empty keeps results local")
+	f.StringVar(&o.collectorCAFile, "collector-ca-file", "", "CA bundle that verifies the collector")
+	f.StringVar(&o.collectorTokenFile, "collector-token-file", "", "projected service account token sent to the collector")
+	f.DurationVar(&o.shipInterval, "ship-interval", 5*time.Second, "how often deltas are shipped")
+	f.StringVar(&o.identity.Pod, "pod-name", os.Getenv("POD_NAME"), "name of the recorded pod")
+	f.StringVar(&o.identity.Namespace, "pod-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the recorded pod")
+	f.StringVar(&o.identity.ServiceAccount, "service-account", os.Getenv("POD_SERVICE_ACCOUNT"), "service account of the recorded pod")
+	f.StringVar(&o.source, "source", os.Getenv("POD_UID"), "unique name of this proxy for the collector (the pod UID)")
+	f.BoolVar(&o.keepBodies, "keep-bodies", false, "keep capped, redacted request bodies")
+	f.IntVar(&o.maxBodyBytes, "max-body-bytes", 64<<10, "cap of kept request bodies")
+	return cmd
+}
+
+// inClusterUpstream is the API server address pods are given. In env
+// interception mode the webhook overrides KUBERNETES_SERVICE_HOST for the
+// app containers only, and passes the real address with --upstream.
+func inClusterUpstream() string {
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+func runProxy(ctx context.Context, o proxyOptions) error {
+	if o.upstream == "" {
+		return errors.New("--upstream is required outside a pod")
+	}
+	upstream, err := url.Parse(o.upstream)
+	if err != nil {
+		return fmt.Errorf("parse --upstream: %w", err)
+	}
+	roots, err := loadCertPool(o.upstreamCAFile)
+	if err != nil {
+		return fmt.Errorf("load --upstream-ca-file: %w", err)
+	}
+	serving, err := certs.NewServingFiles(o.certFile, o.keyFile)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.Load(o.release)
+	if err != nil {
+		return err
+	}
+	metrics := record.NewMetrics()
+	rec := record.NewRecorder(match.New(cat), metrics)
+	p, err := proxy.New(proxy.Config{
+		Upstream: upstream,
+		// No credentials of its own: the client's are forwarded unchanged.
+		Transport: &http.Transport{
+			Proxy:               nil,
+			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		Observer:     rec,
+		Identity:     func(*http.Request) record.Identity { return o.identity },
+		KeepBodies:   o.keepBodies,
+		MaxBodyBytes: o.maxBodyBytes,
+		ErrorLog:     log.New(os.Stderr, "proxy: ", log.LstdFlags),
+	})
+	if err != nil {
+		return err
+	}
+
+	var shipper *record.Shipper
+	if o.collectorURL != "" {
+		client := &http.Client{Timeout: 10 * time.Second}
+		if o.collectorCAFile != "" {
+			pool, err := loadCertPool(o.collectorCAFile)
+			if err != nil {
+				return fmt.Errorf("load --collector-ca-file: %w", err)
+			}
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		}
+		shipper, err = record.NewShipper(record.ShipperConfig{
+			URL: o.collectorURL, Client: client, Source: o.source, Release: cat.Release,
+			TokenFile: o.collectorTokenFile, Interval: o.shipInterval,
+		}, rec, metrics)
+		if err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	adminLn, err := net.Listen("tcp", o.adminListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.adminListen, err)
+	}
+	admin := &http.Server{Handler: record.AdminHandler(rec, shipper, metrics, nil), ReadHeaderTimeout: 10 * time.Second}
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { serving.Run(ctx); return nil })
+	g.Go(func() error { return proxy.ServeTLS(ctx, ln, p, serving.TLSConfig()) })
+	g.Go(func() error {
+		go func() { <-ctx.Done(); _ = admin.Close() }()
+		if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if shipper != nil {
+		g.Go(func() error { shipper.Run(ctx); return nil })
+	}
+	if o.connectListen != "" {
+		current, err := serving.GetCertificate(nil)
+		if err != nil {
+			return err
+		}
+		connect, err := proxy.NewConnect(proxy.ConnectConfig{
+			Intercept: []string{upstream.Host, "kubernetes.default.svc:443", "kubernetes.default.svc.cluster.local:443", "kubernetes.default:443", "kubernetes:443"},
+			Handler:   p, Certificate: current,
+		})
+		if err != nil {
+			return err
+		}
+		connectLn, err := net.Listen("tcp", o.connectListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", o.connectListen, err)
+		}
+		g.Go(func() error { return connect.Serve(ctx, connectLn) })
+	}
+	log.Printf("Recording proxy on %s for %s, matching against Kubernetes %s", ln.Addr(), upstream, cat.Release)
+	return g.Wait()
+}
+
+func loadCertPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("no PEM certificate in %s", file)
+	}
+	return pool, nil
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	certutil "k8s.io/client-go/util/cert"
+
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/match"
+	"apisnoop.dev/kube-apisnoop/internal/proxy"
+	"apisnoop.dev/kube-apisnoop/internal/record"
+	"apisnoop.dev/kube-apisnoop/internal/report"
+)
+
+// exitError carries the recorded command's exit code to kubectl-snoop's own.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("command exited with status %d", e.code) }
+
+func newRecordCommand() *cobra.Command {
+	var (
+		release, output, outFile string
+		untested                 bool
+		maxRows                  int
+	)
+	overrides := &clientcmd.ConfigOverrides{}
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	cmd := &cobra.Command{
+		Use:   "record [--release 1.37] [-o table|json|markdown] [--out FILE] -- COMMAND [ARG...]",
+		Short: "Run a command through a local recording proxy and print the API coverage of what it did",
+		Long: `Starts a recording proxy on loopback with a throwaway CA, points COMMAND at it
+with a kubeconfig of its own (KUBECONFIG), forwards every request to the real
+API server with your kubeconfig's credentials (client certificates, tokens,
+exec plugins), and prints the coverage of what COMMAND did on standard error
+(or into --out). COMMAND's output and exit status are its own.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			clientConfig := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+			restConfig, err := clientConfig.ClientConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			namespace, _, _ := clientConfig.Namespace()
+			if release == "" {
+				release = serverRelease(restConfig)
+			}
+			cat, err := catalog.Load(release)
+			if err != nil {
+				return err
+			}
+			rec := record.NewRecorder(match.New(cat), nil)
+
+			code, err := runRecorded(cmd.Context(), restConfig.Host, restConfig, namespace, rec, args)
+			if err != nil {
+				return err
+			}
+			out := cmd.ErrOrStderr()
+			if outFile != "" {
+				f, err := os.Create(outFile)
+				if err != nil {
+					return fmt.Errorf("create %s: %w", outFile, err)
+				}
+				defer f.Close()
+				out = f
+			}
+			rep := coverage.NewReport(cat, rec.Total())
+			if err := report.Write(out, output, rep, report.Options{Untested: untested, MaxRows: maxRows}); err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&release, "release", "", "Kubernetes release to measure against (1.31 to 1.37); default: the server's own, if supported")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
+	cmd.Flags().StringVar(&outFile, "out", "", "write the coverage to this file instead of standard error")
+	cmd.Flags().BoolVar(&untested, "untested", false, "also list the eligible operations no request hit")
+	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
+	cmd.Flags().StringVar(&loading.ExplicitPath, "kubeconfig", "", "kubeconfig whose credentials reach the real API server")
+	cmd.Flags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context to use")
+	return cmd
+}
+
+// serverRelease is the minor release the server reports, when it is one the
+// catalogs know, else the newest known one.
+func serverRelease(cfg *rest.Config) string {
+	releases := catalog.Releases()
+	newest := releases[len(releases)-1]
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return newest
+	}
+	v, err := disco.ServerVersion()
+	if err != nil {
+		return newest
+	}
+	r := catalog.NormalizeRelease(v.GitVersion)
+	if _, err := catalog.Load(r); err != nil {
+		return newest
+	}
+	return r
+}
+
+// runRecorded serves the recording proxy on loopback for the command's
+// lifetime and returns the command's exit code.
+func runRecorded(ctx context.Context, server string, upstream *rest.Config, namespace string, obs record.Observer, args []string) (int, error) {
+	upstreamURL, err := url.Parse(server)
+	if err != nil {
+		return 0, fmt.Errorf("parse API server address %q: %w", server, err)
+	}
+	normal, upgrade, err := proxy.RESTTransports(upstream)
+	if err != nil {
+		return 0, err
+	}
+	p, err := proxy.New(proxy.Config{
+		Upstream: upstreamURL, Transport: normal, UpgradeTransport: upgrade, Observer: obs,
+		ErrorLog: log.New(io.Discard, "", 0),
+	})
+	if err != nil {
+		return 0, err
+	}
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		return 0, fmt.Errorf("create throwaway certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return 0, fmt.Errorf("load throwaway certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("listen on loopback: %w", err)
+	}
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- proxy.Serve(serveCtx, ln, withoutClientCredentials(p), cert) }()
+
+	dir, err := os.MkdirTemp("", "kubectl-snoop-record")
+	if err != nil {
+		stopServing()
+		return 0, fmt.Errorf("create temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeProxyKubeconfig(kubeconfig, "https://"+ln.Addr().String(), caOf(certPEM), namespace); err != nil {
+		stopServing()
+		return 0, err
+	}
+
+	command := exec.CommandContext(ctx, args[0], args[1:]...)
+	command.Stdin, command.Stdout, command.Stderr = os.Stdin, os.Stdout, os.Stderr
+	command.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	runErr := command.Run()
+
+	// The command is done: let its last requests finish, then stop.
+	stopServing()
+	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "warning: recording proxy:", err)
+	}
+	var exit *exec.ExitError
+	switch {
+	case runErr == nil:
+		return 0, nil
+	case errors.As(runErr, &exit):
+		return exit.ExitCode(), nil
+	}
+	return 0, fmt.Errorf("run %s: %w", args[0], runErr)
+}
+
+// placeholderToken is the credential of the command's kubeconfig. It exists
+// only so kubectl does not prompt for a user name; the proxy drops it and
+// the user's own credentials go upstream.
+const placeholderToken = "kubectl-snoop-record-placeholder"
+
+// withoutClientCredentials drops the command's Authorization header before
+// proxying, so the upstream transport's credentials apply (client-go's token
+// and exec-plugin wrappers keep a header that is already set).
+func withoutClientCredentials(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("Authorization")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// caOf returns the CA certificate that GenerateSelfSignedCertKey appends
+// after the serving certificate, which is what the command must trust.
+func caOf(chain []byte) []byte {
+	var blocks []*pem.Block
+	for rest := chain; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		blocks = append(blocks, b)
+	}
+	if len(blocks) == 0 {
+		return chain
+	}
+	return pem.EncodeToMemory(blocks[len(blocks)-1])
+}
+
+// writeProxyKubeconfig points a client at the proxy. It holds no real
+// credential: the proxy adds the user's own on the way upstream.
+func writeProxyKubeconfig(path, server string, ca []byte, namespace string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["snoop"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	cfg.AuthInfos["snoop"] = &clientcmdapi.AuthInfo{Token: placeholderToken}
+	cfg.Contexts["snoop"] = &clientcmdapi.Context{Cluster: "snoop", AuthInfo: "snoop", Namespace: namespace}
+	cfg.CurrentContext = "snoop"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("write proxy kubeconfig: %w", err)
+	}
+	return nil
+}

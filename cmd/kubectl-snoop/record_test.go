@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/testenv"
+)
+
+var (
+	envOnce       sync.Once
+	envKubeconfig string
+	envErr        error
+	env           *envtest.Environment
+)
+
+// clientCertKubeconfig starts one control plane for the package and returns
+// a kubeconfig that authenticates with a client certificate.
+func clientCertKubeconfig(t *testing.T) string {
+	t.Helper()
+	envOnce.Do(func() {
+		env, envErr = testenv.New()
+		if envErr != nil {
+			return
+		}
+		if _, envErr = env.Start(); envErr != nil {
+			return
+		}
+		var user *envtest.AuthenticatedUser
+		user, envErr = env.AddUser(envtest.User{Name: "recorder", Groups: []string{"system:masters"}}, nil)
+		if envErr != nil {
+			return
+		}
+		var data []byte
+		if data, envErr = user.KubeConfig(); envErr != nil {
+			return
+		}
+		dir, _ := os.MkdirTemp("", "kubectl-snoop-test")
+		envKubeconfig = filepath.Join(dir, "kubeconfig")
+		envErr = os.WriteFile(envKubeconfig, data, 0o600)
+	})
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+	if data, _ := os.ReadFile(envKubeconfig); !bytes.Contains(data, []byte("client-certificate-data")) {
+		t.Fatal("the test kubeconfig does not use client-certificate auth")
+	}
+	return envKubeconfig
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if env != nil {
+		_ = env.Stop()
+	}
+	os.Exit(code)
+}
+
+func runRecord(t *testing.T, args ...string) (stderr string, err error) {
+	t.Helper()
+	root := newRootCommand()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err = root.Execute()
+	return errOut.String(), err
+}
+
+func TestRecordKubectlWithClientCertificates(t *testing.T) {
+	kubeconfig := clientCertKubeconfig(t)
+	kubectl, err := testenv.Kubectl("kubectl")
+	if err != nil {
+		t.Skip(err)
+	}
+	report, err := runRecord(t, "record", "--kubeconfig", kubeconfig, "--release", "1.37", "--", kubectl, "get", "pods", "-A")
+	if err != nil {
+		t.Fatalf("record failed: %v\n%s", err, report)
+	}
+	for _, want := range []string{"Kubernetes 1.37:", "listCoreV1PodForAllNamespaces", "stable"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("coverage lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+func TestRecordKeepsExitCodeAndWritesJSON(t *testing.T) {
+	kubeconfig := clientCertKubeconfig(t)
+	kubectl, err := testenv.Kubectl("kubectl")
+	if err != nil {
+		t.Skip(err)
+	}
+	out := filepath.Join(t.TempDir(), "coverage.json")
+	_, err = runRecord(t, "record", "--kubeconfig", kubeconfig, "-o", "json", "--out", out, "--",
+		kubectl, "get", "configmap", "does-not-exist", "-n", "default")
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != 1 {
+		t.Fatalf("err = %v, want kubectl's exit status 1", err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r coverage.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Summary.FailedRequests == 0 || r.Summary.Release != "1.37" {
+		t.Errorf("summary %+v, want the failed read recorded against the server's release", r.Summary)
+	}
+}

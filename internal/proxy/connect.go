@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/elazarl/goproxy"
+)
+
+// ConnectConfig configures the CONNECT mode: an HTTP proxy for clients that
+// honour HTTPS_PROXY, which opens the TLS of the API server's tunnels to
+// record them and passes every other tunnel through untouched.
+type ConnectConfig struct {
+	// Intercept lists the host:port pairs that clients CONNECT to for the
+	// API server (the server of their kubeconfig); a missing port means 443.
+	Intercept []string
+	// Handler serves the intercepted requests: the recording reverse proxy,
+	// so that recording and streaming are the same as in reverse mode.
+	Handler http.Handler
+	// Certificate is presented to clients of intercepted hosts. When nil,
+	// CA signs one per intercepted host; the clients must trust CA.
+	Certificate *tls.Certificate
+	CA          *tls.Certificate
+	// Dial opens the tunnels to other hosts; nil means a plain net.Dialer.
+	// Proxy environment variables are never consulted: this process is
+	// likely the HTTPS_PROXY itself.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ErrorLog receives goproxy's warnings; nil discards them.
+	ErrorLog *log.Logger
+}
+
+// ConnectProxy is the CONNECT-mode proxy; it is an http.Handler to be served
+// as plain HTTP (clients set HTTPS_PROXY=http://host:port).
+//
+// goproxy only handles the CONNECT handshake and the blind tunnels. Its MITM
+// path (ConnectMitm) answers through its own RoundTripper and only passes
+// WebSocket upgrades, not SPDY ones, so intercepted connections are hijacked
+// instead and served by an http.Server of our own feeding Handler: HTTP/2 and
+// HTTP/1.1, watches flushed write by write, upgrades passed through.
+type ConnectProxy struct {
+	goproxy   *goproxy.ProxyHttpServer
+	intercept map[string]*tls.Config
+
+	mitm       *http.Server
+	startDrain context.CancelFunc
+	conns      *connQueue
+	startOnce  sync.Once
+}
+
+// NewConnect builds the CONNECT proxy, signing the intercepted hosts'
+// certificates up front.
+func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("build connect proxy: handler is required")
+	}
+	if len(cfg.Intercept) == 0 {
+		return nil, errors.New("build connect proxy: no host to intercept")
+	}
+	if cfg.Certificate == nil && cfg.CA == nil {
+		return nil, errors.New("build connect proxy: a certificate or a CA is required")
+	}
+
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = log.New(io.Discard, "", 0)
+	if cfg.ErrorLog != nil {
+		gp.Logger = cfg.ErrorLog
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	// NewProxyHttpServer dials through $HTTPS_PROXY when set; we may be it.
+	gp.ConnectDial = nil
+	gp.Tr = &http.Transport{DialContext: dial}
+
+	c := &ConnectProxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: newConnQueue()}
+	for _, hostport := range cfg.Intercept {
+		key := normalizeHostPort(hostport)
+		cert := cfg.Certificate
+		if cert == nil {
+			signed, err := goproxy.TLSConfigFromCA(cfg.CA)(key, &goproxy.ProxyCtx{Proxy: gp})
+			if err != nil {
+				return nil, fmt.Errorf("sign certificate for %s: %w", key, err)
+			}
+			cert = &signed.Certificates[0]
+		}
+		c.intercept[key] = &tls.Config{
+			Certificates: []tls.Certificate{*cert},
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"h2", "http/1.1"},
+		}
+	}
+	c.mitm, c.startDrain = newServer(cfg.Handler, nil)
+
+	gp.OnRequest().HandleConnectFunc(func(host string, _ *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		tlsConfig, ok := c.intercept[normalizeHostPort(host)]
+		if !ok {
+			return goproxy.OkConnect, host
+		}
+		return &goproxy.ConnectAction{
+			Action: goproxy.ConnectHijack,
+			Hijack: func(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+				c.serveIntercepted(req, client, tlsConfig)
+			},
+		}, host
+	})
+	return c, nil
+}
+
+// ServeHTTP handles proxy requests: CONNECT, and plain-HTTP forwarding,
+// which goproxy does unrecorded.
+func (c *ConnectProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.goproxy.ServeHTTP(w, r)
+}
+
+// serveIntercepted confirms the tunnel and hands its TLS server side to the
+// MITM http.Server, which does the handshake and serves the requests.
+func (c *ConnectProxy) serveIntercepted(req *http.Request, client net.Conn, tlsConfig *tls.Config) {
+	c.startOnce.Do(func() {
+		go func() { _ = c.mitm.Serve(c.conns) }()
+	})
+	major, minor := req.ProtoMajor, req.ProtoMinor
+	if major == 0 {
+		major, minor = 1, 1
+	}
+	if _, err := fmt.Fprintf(client, "HTTP/%d.%d 200 Connection established\r\n\r\n", major, minor); err != nil {
+		_ = client.Close()
+		return
+	}
+	if !c.conns.push(tls.Server(client, tlsConfig)) {
+		_ = client.Close()
+	}
+}
+
+// Serve serves the proxy protocol as plain HTTP on ln until ctx is done,
+// then shuts down: intercepted streams are drained like in Serve, blind
+// tunnels are left to end by themselves.
+func (c *ConnectProxy) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: readHeaderTimeout}
+	err := serveUntilDone(ctx, srv, func() {}, func() error { return srv.Serve(ln) })
+	if closeErr := c.Close(); err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+// Close shuts down the server of intercepted connections.
+func (c *ConnectProxy) Close() error {
+	err := shutdown(c.mitm, c.startDrain)
+	c.conns.Close()
+	return err
+}
+
+// normalizeHostPort makes "Host", "host:443" and "HOST:443" the same key.
+func normalizeHostPort(hostport string) string {
+	hostport = strings.ToLower(hostport)
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		return net.JoinHostPort(strings.Trim(hostport, "[]"), "443")
+	}
+	return hostport
+}
+
+// connQueue is a net.Listener whose connections are pushed in by the
+// CONNECT handler rather than accepted from a socket.
+type connQueue struct {
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push waits for the server to take conn; false when the queue is closed.
+func (q *connQueue) push(conn net.Conn) bool {
+	select {
+	case q.conns <- conn:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case conn := <-q.conns:
+		return conn, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.closeOnce.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return connQueueAddr{} }
+
+type connQueueAddr struct{}
+
+func (connQueueAddr) Network() string { return "connect" }
+func (connQueueAddr) String() string  { return "intercepted CONNECT tunnels" }

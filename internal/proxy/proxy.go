@@ -1,0 +1,188 @@
+// Package proxy is the recording proxy: a reverse proxy in front of the real
+// API server that reports every request it forwards to a record.Observer and
+// changes nothing the client or the API server sees, plus a CONNECT mode for
+// clients that honour HTTPS_PROXY.
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"apisnoop.dev/kube-apisnoop/internal/record"
+)
+
+// Config says where the proxy forwards to and whom it reports to.
+type Config struct {
+	// Upstream is the real API server, e.g. https://10.96.0.1:443.
+	Upstream *url.URL
+	// Transport reaches the upstream: verified with the cluster CA, and it
+	// may add the user's credentials (client certificates, exec plugins,
+	// tokens). When it adds none, the client's own Authorization header is
+	// forwarded unchanged. It should not add compression of its own (see
+	// RESTTransports), or the API server sees an Accept-Encoding the client
+	// never sent.
+	Transport http.RoundTripper
+	// UpgradeTransport carries requests with "Connection: Upgrade" (exec,
+	// attach, port-forward over WebSocket or SPDY). It must speak HTTP/1.1
+	// only, because 101 Switching Protocols does not exist in HTTP/2. When
+	// nil and Transport is an *http.Transport, a copy of it with HTTP/2
+	// disabled is used; for any other Transport it is required.
+	UpgradeTransport http.RoundTripper
+	// Observer receives the events; nil records nothing.
+	Observer record.Observer
+	// Identity, when set, says who the client is (pod, namespace, service
+	// account). It must not return credentials.
+	Identity func(*http.Request) record.Identity
+	// KeepBodies puts the request body, capped at MaxBodyBytes and with
+	// Secret data redacted, into ResponseComplete events. The body still
+	// travels upstream unchanged and uncapped.
+	KeepBodies   bool
+	MaxBodyBytes int
+	// ErrorLog receives proxy errors (unreachable upstream, aborted
+	// streams, observer panics); nil means the standard logger.
+	ErrorLog *log.Logger
+}
+
+// defaultMaxBodyBytes caps kept bodies when KeepBodies is set without a cap.
+const defaultMaxBodyBytes = 64 << 10
+
+// Proxy is the recording reverse proxy. It is an http.Handler.
+type Proxy struct {
+	reverse    *httputil.ReverseProxy
+	observer   record.Observer
+	identity   func(*http.Request) record.Identity
+	keepBodies bool
+	maxBody    int
+	errorLog   *log.Logger
+	nextID     atomic.Uint64
+}
+
+// New checks the config and builds the proxy.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Upstream == nil || cfg.Upstream.Scheme == "" || cfg.Upstream.Host == "" {
+		return nil, errors.New("build proxy: upstream must be an absolute URL")
+	}
+	if cfg.Transport == nil {
+		return nil, errors.New("build proxy: a transport to the upstream is required (verified with the cluster CA)")
+	}
+	upgrade, err := upgradeTransportFor(cfg.Transport, cfg.UpgradeTransport)
+	if err != nil {
+		return nil, fmt.Errorf("build proxy: %w", err)
+	}
+	p := &Proxy{
+		observer:   cfg.Observer,
+		identity:   cfg.Identity,
+		keepBodies: cfg.KeepBodies,
+		maxBody:    cfg.MaxBodyBytes,
+		errorLog:   cfg.ErrorLog,
+	}
+	if p.maxBody <= 0 {
+		p.maxBody = defaultMaxBodyBytes
+	}
+	upstream := *cfg.Upstream
+	p.reverse = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&upstream)
+			// SetURL leaves Out.Host empty, so the Host header becomes the
+			// upstream's, as if the client had dialled it directly.
+			restoreForwardingHeaders(pr)
+		},
+		Transport: &upgradeAwareTransport{normal: cfg.Transport, upgrade: upgrade},
+		// Flush after every write: watch events must reach the client as
+		// the API server sends them, not when a buffer fills.
+		FlushInterval: -1,
+		ErrorHandler:  p.writeUpstreamError,
+		ErrorLog:      cfg.ErrorLog,
+		BufferPool:    copyBuffers,
+	}
+	return p, nil
+}
+
+// copyBuffers recycles ReverseProxy's response copy buffers, which would
+// otherwise be a fresh 32 KiB per request.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any {
+	buf := make([]byte, 32<<10)
+	return &buf
+}}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte { return *b.pool.Get().(*[]byte) }
+
+func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
+
+// forwardingHeaders are the headers ReverseProxy strips before Rewrite. The
+// proxy is meant to be invisible, so whatever the client sent goes on as is.
+var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+func restoreForwardingHeaders(pr *httputil.ProxyRequest) {
+	for _, name := range forwardingHeaders {
+		if values, ok := pr.In.Header[name]; ok {
+			pr.Out.Header[name] = values
+		}
+	}
+}
+
+// ServeHTTP forwards the request upstream and reports it to the observer.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := p.begin(r)
+	if ex.longRunning {
+		// Watches and upgraded streams never end by themselves; they end
+		// when the server drains (see Serve) so shutdown need not wait.
+		ctx, release := withDrain(r.Context())
+		defer release()
+		r = r.WithContext(ctx)
+	}
+	if p.observer == nil {
+		p.reverse.ServeHTTP(w, r)
+		return
+	}
+	// The deferred finish also runs when ReverseProxy aborts a stream with
+	// panic(http.ErrAbortHandler) (a watch whose client went away), so every
+	// request gets its ResponseComplete event.
+	defer ex.finish()
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = ex.wrapRequestBody(r.Body)
+	}
+	p.reverse.ServeHTTP(ex.wrapResponseWriter(w), r)
+}
+
+// writeUpstreamError answers a request the upstream could not serve with a
+// Kubernetes Status, so that kubectl and client-go print a useful message.
+func (p *Proxy) writeUpstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	p.logf("apisnoop proxy: %s %s: %v", r.Method, r.URL.Path, err)
+	status := metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure,
+		Message:  fmt.Sprintf("apisnoop proxy: reach API server: %v", err),
+		Reason:   metav1.StatusReasonServiceUnavailable,
+		Code:     http.StatusBadGateway,
+	}
+	body, _ := json.Marshal(status)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = w.Write(body)
+}
+
+func (p *Proxy) logf(format string, args ...any) {
+	if p.errorLog != nil {
+		p.errorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
+}

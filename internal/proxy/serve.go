@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+const (
+	// readHeaderTimeout bounds slow clients; there is deliberately no write
+	// timeout, because a watch response lasts as long as the watch.
+	readHeaderTimeout = 30 * time.Second
+	idleTimeout       = 5 * time.Minute
+	// shutdownGrace is how long ordinary requests may take to finish once
+	// shutdown starts. Long-running ones are ended at once (see withDrain):
+	// clients re-establish watches and lose nothing.
+	shutdownGrace = 10 * time.Second
+)
+
+// drainKey finds, in a request's context, the server's drain signal.
+type drainKey struct{}
+
+// withDrain derives a context that is also cancelled when the server that
+// accepted the request starts to drain. Outside Serve it returns ctx as is.
+func withDrain(ctx context.Context) (context.Context, context.CancelFunc) {
+	drain, ok := ctx.Value(drainKey{}).(context.Context)
+	if !ok {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(drain, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// newServer returns an http.Server speaking HTTP/2 and HTTP/1.1 whose
+// requests see the drain signal, and the function that raises it.
+func newServer(h http.Handler, tlsConfig *tls.Config) (*http.Server, context.CancelFunc) {
+	drain, startDrain := context.WithCancel(context.Background())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConfig,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.Background(), drainKey{}, drain)
+		},
+	}
+	return srv, startDrain
+}
+
+// Serve serves h over TLS with cert on ln until ctx is done, then shuts down
+// gracefully: it stops accepting, ends watches and upgraded streams, and
+// gives other requests shutdownGrace to finish.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Certificate) error {
+	return ServeTLS(ctx, ln, h, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"h2", "http/1.1"},
+	})
+}
+
+// ServeTLS is Serve with a TLS configuration of the caller's, for
+// certificates that change while serving (GetCertificate).
+func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config) error {
+	srv, startDrain := newServer(h, tlsConfig)
+	return serveUntilDone(ctx, srv, startDrain, func() error { return srv.ServeTLS(ln, "", "") })
+}
+
+// serveUntilDone runs serve until it fails or ctx is done, and then shuts
+// srv down.
+func serveUntilDone(ctx context.Context, srv *http.Server, startDrain context.CancelFunc, serve func() error) error {
+	served := make(chan error, 1)
+	go func() { served <- serve() }()
+	select {
+	case err := <-served:
+		startDrain()
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve proxy: %w", err)
+	case <-ctx.Done():
+	}
+	return shutdown(srv, startDrain)
+}
+
+func shutdown(srv *http.Server, startDrain context.CancelFunc) error {
+	startDrain()
+	graceCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(graceCtx); err != nil {
+		// Grace is over: cut the stragglers.
+		_ = srv.Close()
+		return fmt.Errorf("shut down proxy: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+package record
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/report"
+)
+
+// AdminHandler serves the proxy's own endpoints: /healthz, /readyz,
+// Prometheus /metrics, and /results, the read-only coverage of everything
+// recorded so far (?format=json|table|markdown). shipper may be nil.
+func AdminHandler(rec *Recorder, shipper *Shipper, metrics *Metrics, ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /results", func(w http.ResponseWriter, r *http.Request) {
+		rep := coverage.NewReport(rec.Matcher().Catalog(), rec.Total())
+		format := r.URL.Query().Get("format")
+		if format == "" || format == "json" {
+			w.Header().Set("Content-Type", "application/json")
+			var shipping *ShipperStats
+			if shipper != nil {
+				st := shipper.Stats()
+				shipping = &st
+			}
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(struct {
+				*coverage.Report
+				Shipping *ShipperStats `json:"shipping,omitempty"`
+			}{rep, shipping})
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := report.Write(w, format, rep, report.Options{Untested: r.URL.Query().Has("untested")}); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	return mux
+}

@@ -1,0 +1,76 @@
+package record
+
+import (
+	"sync"
+
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/match"
+)
+
+// Recorder matches every event against a release and aggregates it locally:
+// a delta since the last Take (what is shipped next) and the total since the
+// start (what the local results endpoint shows). It is an Observer.
+type Recorder struct {
+	matcher *match.Matcher
+	metrics *Metrics
+
+	mu      sync.Mutex
+	pending coverage.Delta
+	total   coverage.Delta
+	// started holds the IDs of long-running requests counted when their
+	// response started, so their completion is not counted again.
+	started map[uint64]struct{}
+}
+
+// NewRecorder returns a recorder matching against m. metrics may be nil.
+func NewRecorder(m *match.Matcher, metrics *Metrics) *Recorder {
+	return &Recorder{matcher: m, metrics: metrics, started: make(map[uint64]struct{})}
+}
+
+// Observe counts a request once: at ResponseStarted for long-running ones,
+// otherwise at ResponseComplete.
+func (r *Recorder) Observe(ev *Event) {
+	r.metrics.observe(ev)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch ev.Stage {
+	case StageResponseStarted:
+		r.started[ev.ID] = struct{}{}
+	case StageResponseComplete:
+		if _, counted := r.started[ev.ID]; counted {
+			delete(r.started, ev.ID)
+			return
+		}
+	default:
+		return
+	}
+	res := r.matcher.Match(ev.Method, ev.Path, ev.RawQuery)
+	hit := coverage.NewHit(res, ev.Method, ev.Status, coverage.Client{
+		Pod: ev.Client.Pod, Namespace: ev.Client.Namespace, ServiceAccount: ev.Client.ServiceAccount,
+		User: ev.Client.User, UserAgent: ev.UserAgent,
+	})
+	r.pending.Add(hit)
+	r.total.Add(hit)
+	r.metrics.counted(res.Operation == nil)
+}
+
+// Take returns what was recorded since the last Take and starts anew.
+func (r *Recorder) Take() *coverage.Delta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.pending
+	r.pending = coverage.Delta{}
+	return &d
+}
+
+// Total returns a copy of everything recorded since the start.
+func (r *Recorder) Total() *coverage.Delta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var d coverage.Delta
+	d.Merge(&r.total)
+	return &d
+}
+
+// Matcher is the matcher the recorder uses.
+func (r *Recorder) Matcher() *match.Matcher { return r.matcher }
