@@ -16,6 +16,9 @@ KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${CONTROL_PLANE_DIR:-$ROOT/bin/k8s/v$KUBE_VERSION}"
+# Built binaries are also kept in a per-user cache outside the checkout, so a
+# fresh clone on the same machine (CI) reuses them instead of rebuilding.
+SHARED="${APISNOOP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-apisnoop}/k8s/v$KUBE_VERSION"
 WORK="$ROOT/bin/.build/k8s-v$KUBE_VERSION"
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(kube-apiserver etcd)
@@ -28,9 +31,25 @@ mkdir -p "$OUT"
 
 log() { echo "build-control-plane: $*" >&2; }
 
+# from_shared copies a binary from the shared cache; to_shared stores one.
+from_shared() {
+  local name="$1"
+  [ -x "$SHARED/$name" ] || return 1
+  cp "$SHARED/$name" "$OUT/$name.tmp" && mv "$OUT/$name.tmp" "$OUT/$name"
+  [ ! -f "$SHARED/$name.version" ] || cp "$SHARED/$name.version" "$OUT/$name.version"
+  log "$name taken from $SHARED"
+}
+to_shared() {
+  local name="$1"
+  mkdir -p "$SHARED" 2>/dev/null || return 0
+  cp "$OUT/$name" "$SHARED/$name.tmp" 2>/dev/null && mv "$SHARED/$name.tmp" "$SHARED/$name" || true
+  [ ! -f "$OUT/$name.version" ] || cp "$OUT/$name.version" "$SHARED/$name.version" 2>/dev/null || true
+}
+
 build_kube() {
   local name="$1"
-  if [ -x "$OUT/$name" ]; then log "$name v$KUBE_VERSION cached"; return; fi
+  if [ -x "$OUT/$name" ]; then log "$name v$KUBE_VERSION cached"; to_shared "$name"; return; fi
+  if from_shared "$name"; then return; fi
   if [ ! -f "$WORK/go.sum" ]; then
     mkdir -p "$WORK"
     local upstream_mod
@@ -73,11 +92,15 @@ GO
 -X k8s.io/component-base/version.gitTreeState=clean"
   (cd "$WORK" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$OUT/$name.tmp" "k8s.io/kubernetes/cmd/$name")
   mv "$OUT/$name.tmp" "$OUT/$name"
+  to_shared "$name"
 }
 
 build_etcd() {
   if [ -x "$OUT/etcd" ] && [ -f "$OUT/etcd.version" ] && [ "$(cat "$OUT/etcd.version")" = "$ETCD_VERSION" ]; then
-    log "etcd v$ETCD_VERSION cached"; return
+    log "etcd v$ETCD_VERSION cached"; to_shared etcd; return
+  fi
+  if [ -f "$SHARED/etcd.version" ] && [ "$(cat "$SHARED/etcd.version")" = "$ETCD_VERSION" ] && from_shared etcd; then
+    return
   fi
   local dir="$ROOT/bin/.build/etcd-v$ETCD_VERSION"
   mkdir -p "$dir"
@@ -100,6 +123,7 @@ GO
   (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" .)
   mv "$OUT/etcd.tmp" "$OUT/etcd"
   echo "$ETCD_VERSION" >"$OUT/etcd.version"
+  to_shared etcd
 }
 
 for c in "${components[@]}"; do
