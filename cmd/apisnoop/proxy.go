@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -87,7 +88,15 @@ func inClusterUpstream() string {
 	return "https://" + net.JoinHostPort(host, port)
 }
 
+// sidecarMemoryLimit is the proxy's default soft memory limit: a sidecar runs
+// in every recorded pod, so the heap is collected more eagerly as it nears
+// this, instead of growing to twice the live heap. GOMEMLIMIT overrides it.
+const sidecarMemoryLimit = 24 << 20
+
 func runProxy(ctx context.Context, o proxyOptions) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(sidecarMemoryLimit)
+	}
 	if o.upstream == "" {
 		return errors.New("--upstream is required outside a pod")
 	}

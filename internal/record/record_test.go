@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -166,5 +167,50 @@ func TestShipperCountsDroppedDetails(t *testing.T) {
 	// The collector's own delta has the same bounds, so it may drop more.
 	if st.DroppedDetails == 0 || collector.got.Overflow < st.DroppedDetails {
 		t.Errorf("dropped details %d, collector overflow %d; want non-zero and reported", st.DroppedDetails, collector.got.Overflow)
+	}
+}
+
+func TestShipperSurvivesCollectorRestart(t *testing.T) {
+	rec := newTestRecorder(t)
+	collector := &testCollector{}
+	first := httptest.NewServer(collector)
+	addr := first.Listener.Addr().String()
+	shipper, _ := NewShipper(ShipperConfig{URL: first.URL, Source: "restart"}, rec, nil)
+	observe := func(n int) {
+		for i := 0; i < n; i++ {
+			rec.Observe(&Event{ID: uint64(i), Stage: StageResponseComplete, Method: "GET", Path: "/api/v1/namespaces", Status: 200})
+		}
+	}
+	observe(10)
+	if err := shipper.Ship(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // the collector process goes away: connections are refused
+	observe(20)
+	if err := shipper.Ship(context.Background()); err == nil {
+		t.Fatal("Ship succeeded with the collector stopped")
+	}
+	observe(30)
+	if err := shipper.Ship(context.Background()); err == nil {
+		t.Fatal("Ship succeeded with the collector stopped")
+	}
+
+	// The collector comes back on the same address.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	second := httptest.NewUnstartedServer(collector)
+	second.Listener.Close()
+	second.Listener = ln
+	second.Start()
+	defer second.Close()
+	for i := 0; i < 2; i++ {
+		if err := shipper.Ship(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := collector.requests(); got != 60 {
+		t.Errorf("collector has %d requests, want 60", got)
 	}
 }

@@ -30,67 +30,10 @@ func BenchmarkSidecarRSS(b *testing.B) {
 	if testEnv == nil {
 		startSuiteForBenchmark(b)
 	}
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "apisnoop")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/apisnoop")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build apisnoop: %v\n%s", err, out)
-	}
-	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-		return path
-	}
-	port := freePort(b)
-	adminPort := freePort(b)
-	cmd := exec.Command(bin, "proxy",
-		"--listen", "127.0.0.1:"+port, "--admin-listen", "127.0.0.1:"+adminPort,
-		"--upstream", directConfig.Host, "--upstream-ca-file", write("ca.crt", directConfig.CAData),
-		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
-		"--pod-name", "bench-0", "--pod-namespace", "default", "--release", "1.37")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	cfg := rest.CopyConfig(proxiedConfig)
-	cfg.Host = "https://127.0.0.1:" + port
-	tlsCfg, err := rest.TLSConfigFor(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second}
-	get := func() error {
-		req, _ := http.NewRequest(http.MethodGet, cfg.Host+"/api/v1/namespaces/default/configmaps?limit=10", nil)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		return nil
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for get() != nil {
-		if time.Now().After(deadline) {
-			b.Fatal("the proxy did not come up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sc := startSidecar(b)
+	defer sc.stop()
 	time.Sleep(time.Second)
-	idle := rssMiB(b, cmd.Process.Pid)
+	idle := rssMiB(b, sc.pid)
 
 	var peak atomic.Int64
 	stop := make(chan struct{})
@@ -98,7 +41,7 @@ func BenchmarkSidecarRSS(b *testing.B) {
 	go func() {
 		defer close(sampled)
 		for {
-			if r := int64(rssMiB(b, cmd.Process.Pid) * 1024); r > peak.Load() {
+			if r := int64(rssMiB(b, sc.pid) * 1024); r > peak.Load() {
 				peak.Store(r)
 			}
 			select {
@@ -116,7 +59,7 @@ func BenchmarkSidecarRSS(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
-				if err := get(); err != nil {
+				if err := sc.get(); err != nil {
 					b.Error(err)
 					return
 				}
@@ -130,6 +73,94 @@ func BenchmarkSidecarRSS(b *testing.B) {
 	b.ReportMetric(idle, "rss-idle-MiB")
 	b.ReportMetric(float64(peak.Load())/1024, "rss-load-MiB")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// sidecar is a running `apisnoop proxy` binary in front of the suite's API
+// server, configured as the webhook configures a sidecar.
+type sidecar struct {
+	pid    int
+	url    string // the proxy
+	admin  string // its admin endpoints
+	client *http.Client
+	stop   func()
+}
+
+// get lists ConfigMaps through the sidecar with the admin token.
+func (s *sidecar) get() error {
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/namespaces/default/configmaps?limit=10", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
+
+// testingT is what startSidecar needs of testing.TB and GinkgoT.
+type testingT interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	TempDir() string
+}
+
+// startSidecar builds and starts `apisnoop proxy` and waits until it serves.
+func startSidecar(tb testingT) *sidecar {
+	tb.Helper()
+	dir := tb.TempDir()
+	bin := filepath.Join(dir, "apisnoop")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/apisnoop")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		tb.Fatalf("build apisnoop: %v\n%s", err, out)
+	}
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		return path
+	}
+	port, adminPort := freePort(tb), freePort(tb)
+	cmd := exec.Command(bin, "proxy",
+		"--listen", "127.0.0.1:"+port, "--admin-listen", "127.0.0.1:"+adminPort,
+		"--upstream", directConfig.Host, "--upstream-ca-file", write("ca.crt", directConfig.CAData),
+		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
+		"--pod-name", "bench-0", "--pod-namespace", "default", "--release", "1.37")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	cfg := rest.CopyConfig(proxiedConfig)
+	cfg.Host = "https://127.0.0.1:" + port
+	cfg.TLSClientConfig.CAData = certPEM
+	tlsCfg, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &sidecar{
+		pid: cmd.Process.Pid, url: cfg.Host, admin: "http://127.0.0.1:" + adminPort,
+		client: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second},
+		stop:   func() { _ = cmd.Process.Kill(); _ = cmd.Wait() },
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.get() != nil {
+		if time.Now().After(deadline) {
+			s.stop()
+			tb.Fatal("the sidecar did not come up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
 }
 
 func rssMiB(b *testing.B, pid int) float64 {
@@ -149,10 +180,10 @@ func rssMiB(b *testing.B, pid int) float64 {
 	return 0
 }
 
-func freePort(b *testing.B) string {
+func freePort(tb testingT) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
