@@ -101,21 +101,7 @@ func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
 func TestConnectStreamsChunkByChunk(t *testing.T) {
 	const chunks = 4
 	next := make(chan struct{})
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		for i := range chunks {
-			fmt.Fprintf(w, "{\"chunk\":%d}\n", i)
-			http.NewResponseController(w).Flush()
-			if i == chunks-1 {
-				return
-			}
-			select {
-			case <-next:
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}))
+	upstream, roots := newUpstream(t, chunkedStream(chunks, next))
 	events := newEventLog()
 	recorder, err := New(Config{Upstream: mustURL(t, upstream.URL), Transport: upstreamTransport(roots), Observer: events})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -154,18 +155,26 @@ func startProxy(t testing.TB, cfg Config) *runningProxy {
 	return serveHandler(t, p)
 }
 
-func serveHandler(t testing.TB, h http.Handler) *runningProxy {
+// startServing serves h with Serve on loopback under a fresh test CA; cancel
+// starts the shutdown and served reports how it ended.
+func startServing(t testing.TB, h http.Handler) (addr string, ca *testCA, cancel context.CancelFunc, served <-chan error) {
 	t.Helper()
-	ca := newTestCA(t)
+	ca = newTestCA(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, h, ca.serving(t)) }()
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, h, ca.serving(t)) }()
+	return ln.Addr().String(), ca, cancel, done
+}
+
+func serveHandler(t testing.TB, h http.Handler) *runningProxy {
+	t.Helper()
+	addr, ca, cancel, served := startServing(t, h)
 	px := &runningProxy{
-		url:    &url.URL{Scheme: "https", Host: ln.Addr().String()},
+		url:    &url.URL{Scheme: "https", Host: addr},
 		ca:     ca,
 		client: &http.Client{Transport: clientTransport(ca.pool, true)},
 		h1:     &http.Client{Transport: clientTransport(ca.pool, false)},
@@ -234,5 +243,26 @@ func httpEcho(received chan<- []byte) http.Handler {
 		body, _ := io.ReadAll(r.Body)
 		received <- body
 		w.WriteHeader(http.StatusCreated)
+	})
+}
+
+// chunkedStream writes chunks JSON lines, flushing each, and writes the next
+// one only once next receives: the client must have read the previous one,
+// so a buffering proxy deadlocks here.
+func chunkedStream(chunks int, next <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		for i := range chunks {
+			fmt.Fprintf(w, "{\"chunk\":%d}\n", i)
+			http.NewResponseController(w).Flush()
+			if i == chunks-1 {
+				return
+			}
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
 	})
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -52,23 +51,7 @@ func proxyTo(t testing.TB, ts *httptest.Server, roots *x509.CertPool, obs record
 func TestStreamDeliveredWriteByWrite(t *testing.T) {
 	const chunks = 5
 	next := make(chan struct{})
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		for i := range chunks {
-			fmt.Fprintf(w, "{\"chunk\":%d}\n", i)
-			http.NewResponseController(w).Flush()
-			if i == chunks-1 {
-				return
-			}
-			// The next chunk is written only once the client has read
-			// this one: a buffering proxy deadlocks here.
-			select {
-			case <-next:
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}))
+	upstream, roots := newUpstream(t, chunkedStream(chunks, next))
 	events := newEventLog()
 	px := proxyTo(t, upstream, roots, events)
 
@@ -463,17 +446,9 @@ func TestShutdownEndsWatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := newTestCA(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, p, ca.serving(t)) }()
-
+	addr, ca, cancel, served := startServing(t, p)
 	client := &http.Client{Transport: clientTransport(ca.pool, true)}
-	resp, err := client.Get("https://" + ln.Addr().String() + "/api/v1/pods?watch=true")
+	resp, err := client.Get("https://" + addr + "/api/v1/pods?watch=true")
 	if err != nil {
 		t.Fatal(err)
 	}
