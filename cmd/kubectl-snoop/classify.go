@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -76,22 +75,20 @@ func classify(r io.Reader, m *match.Matcher, enc *json.Encoder, onMalformed func
 	for {
 		ev, err := reader.Next()
 		if errors.Is(err, io.EOF) {
-			if s := reader.Stats(); s.Malformed > 0 {
-				fmt.Fprintf(os.Stderr, "warning: %d of %d lines were malformed and skipped\n", s.Malformed, s.Lines)
-			}
+			warnMalformedTotal(reader.Stats())
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if err := enc.Encode(Classify(m, ev)); err != nil {
+		if err := enc.Encode(classifyEvent(m, ev)); err != nil {
 			return fmt.Errorf("write classification: %w", err)
 		}
 	}
 }
 
-// Classify matches one audit event.
-func Classify(m *match.Matcher, ev *audit.Event) classification {
+// classifyEvent matches one audit event.
+func classifyEvent(m *match.Matcher, ev *audit.Event) classification {
 	res := audit.Match(m, ev)
 	c := classification{
 		AuditID: ev.AuditID, RequestURI: ev.RequestURI, Method: ev.Method(), AuditVerb: ev.Verb,

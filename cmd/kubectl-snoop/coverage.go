@@ -54,12 +54,9 @@ Malformed lines are counted and skipped.`,
 					return fmt.Errorf("%s: %w", name, err)
 				}
 				total.Lines += stats.Lines
-				total.Events += stats.Events
 				total.Malformed += stats.Malformed
 			}
-			if total.Malformed > 0 {
-				fmt.Fprintf(os.Stderr, "warning: %d of %d lines were malformed and skipped\n", total.Malformed, total.Lines)
-			}
+			warnMalformedTotal(total)
 			return report.Write(cmd.OutOrStdout(), output, coverage.NewReport(cat, delta), report.Options{Untested: untested, MaxRows: maxRows})
 		},
 	}

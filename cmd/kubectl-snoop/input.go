@@ -80,3 +80,10 @@ func malformedWarner(name string) func(int64, error) {
 		shown++
 	}
 }
+
+// warnMalformedTotal says how many lines were skipped, if any.
+func warnMalformedTotal(s audit.Stats) {
+	if s.Malformed > 0 {
+		fmt.Fprintf(os.Stderr, "warning: %d of %d lines were malformed and skipped\n", s.Malformed, s.Lines)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/discovery"
@@ -68,7 +68,7 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 			}
 			rec := record.NewRecorder(match.New(cat), nil)
 
-			code, err := runRecorded(cmd.Context(), restConfig.Host, restConfig, namespace, rec, args)
+			code, err := runRecorded(cmd.Context(), restConfig, namespace, rec, args)
 			if err != nil {
 				return err
 			}
@@ -114,19 +114,18 @@ func serverRelease(cfg *rest.Config) string {
 	if err != nil {
 		return newest
 	}
-	r := catalog.NormalizeRelease(v.GitVersion)
-	if _, err := catalog.Load(r); err != nil {
-		return newest
+	if r := catalog.NormalizeRelease(v.GitVersion); slices.Contains(releases, r) {
+		return r
 	}
-	return r
+	return newest
 }
 
 // runRecorded serves the recording proxy on loopback for the command's
 // lifetime and returns the command's exit code.
-func runRecorded(ctx context.Context, server string, upstream *rest.Config, namespace string, obs record.Observer, args []string) (int, error) {
-	upstreamURL, err := url.Parse(server)
+func runRecorded(ctx context.Context, upstream *rest.Config, namespace string, obs record.Observer, args []string) (int, error) {
+	upstreamURL, err := url.Parse(upstream.Host)
 	if err != nil {
-		return 0, fmt.Errorf("parse API server address %q: %w", server, err)
+		return 0, fmt.Errorf("parse API server address %q: %w", upstream.Host, err)
 	}
 	normal, upgrade, err := proxy.RESTTransports(upstream)
 	if err != nil {
@@ -162,7 +161,7 @@ func runRecorded(ctx context.Context, server string, upstream *rest.Config, name
 	}
 	defer os.RemoveAll(dir)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeProxyKubeconfig(kubeconfig, "https://"+ln.Addr().String(), caOf(certPEM), namespace); err != nil {
+	if err := writeProxyKubeconfig(kubeconfig, "https://"+ln.Addr().String(), certPEM, namespace); err != nil {
 		stopServing()
 		return 0, err
 	}
@@ -200,24 +199,6 @@ func withoutClientCredentials(h http.Handler) http.Handler {
 		r.Header.Del("Authorization")
 		h.ServeHTTP(w, r)
 	})
-}
-
-// caOf returns the CA certificate that GenerateSelfSignedCertKey appends
-// after the serving certificate, which is what the command must trust.
-func caOf(chain []byte) []byte {
-	var blocks []*pem.Block
-	for rest := chain; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		blocks = append(blocks, b)
-	}
-	if len(blocks) == 0 {
-		return chain
-	}
-	return pem.EncodeToMemory(blocks[len(blocks)-1])
 }
 
 // writeProxyKubeconfig points a client at the proxy. It holds no real

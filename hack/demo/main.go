@@ -94,7 +94,9 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}
-	k := func(args ...string) error { return runKubectl(ctx, kubectl, kubeconfig, args...) }
+	k := func(args ...string) error {
+		return runShown(ctx, []string{"KUBECONFIG=" + kubeconfig}, kubectl, args...)
+	}
 
 	step("Creating two pods labelled app=demo, then applying config/samples/")
 	for _, name := range []string{"demo-a", "demo-b"} {
@@ -137,7 +139,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 
 	step("Recording real kubectl traffic through the recording proxy (kubectl-snoop record, client-certificate credentials)")
 	snoop := filepath.Join(testenv.RepoRoot(), "bin", "kubectl-snoop")
-	if err := runShown(ctx, snoop, "record", "--kubeconfig", kubeconfig, "--max-rows", "10", "--",
+	if err := runShown(ctx, nil, snoop, "record", "--kubeconfig", kubeconfig, "--max-rows", "10", "--",
 		kubectl, "get", "pods,snoopsessions", "-A"); err != nil {
 		return err
 	}
@@ -212,23 +214,16 @@ func writeKubeconfig(env *envtest.Environment) (string, error) {
 	return path, nil
 }
 
-// runShown runs a command with its output shown.
-func runShown(ctx context.Context, name string, args ...string) error {
-	fmt.Printf("$ %s %s\n", filepath.Base(name), strings.Join(args, " "))
+// runShown runs a command with its output shown, adding env to the
+// environment.
+func runShown(ctx context.Context, env []string, name string, args ...string) error {
+	shown := filepath.Base(name) + " " + strings.Join(args, " ")
+	fmt.Printf("$ %s\n", shown)
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(name), err)
-	}
-	return nil
-}
-
-func runKubectl(ctx context.Context, kubectl, kubeconfig string, args ...string) error {
-	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+		return fmt.Errorf("%s: %w", shown, err)
 	}
 	return nil
 }

@@ -9,12 +9,6 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
 
-// SplitURI splits a request URI into path and raw query without allocating.
-func SplitURI(uri string) (path, rawQuery string) {
-	path, rawQuery, _ = strings.Cut(uri, "?")
-	return path, rawQuery
-}
-
 // Match matches one audit event against the release.
 func Match(m *match.Matcher, ev *Event) match.Result {
 	return m.MatchRequestURI(ev.Method(), ev.RequestURI)
@@ -47,8 +41,9 @@ func Analyze(r io.Reader, m *match.Matcher, d *coverage.Delta, progress func(Sta
 		if err != nil {
 			return reader.Stats(), err
 		}
-		res := Match(m, ev)
-		d.Add(coverage.NewHit(res, ev.Method(), ev.Code(), Client(ev)))
+		method := ev.Method()
+		res := m.MatchRequestURI(method, ev.RequestURI)
+		d.Add(coverage.NewHit(res, method, ev.Code(), Client(ev)))
 		if progress != nil && reader.stats.Lines >= next {
 			progress(reader.Stats())
 			next += progressEvery

@@ -1,10 +1,8 @@
 package coverage
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"sync"
 
@@ -101,7 +99,7 @@ func Decode(data []byte) (*Delta, error) {
 		return nil, fmt.Errorf("decompress delta: %w", err)
 	}
 	d := &Delta{}
-	if err := json.NewDecoder(io.Reader(bytes.NewReader(raw))).Decode(d); err != nil {
+	if err := json.Unmarshal(raw, d); err != nil {
 		return nil, fmt.Errorf("decode delta: %w", err)
 	}
 	return d, nil

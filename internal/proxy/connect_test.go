@@ -116,19 +116,7 @@ func TestConnectStreamsChunkByChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	lines := bufio.NewReader(resp.Body)
-	for i := range chunks {
-		line, err := readLineGuarded(lines)
-		if err != nil {
-			t.Fatalf("chunk %d: %v", i, err)
-		}
-		if want := fmt.Sprintf("{\"chunk\":%d}\n", i); line != want {
-			t.Fatalf("chunk %d = %q, want %q", i, line, want)
-		}
-		if i < chunks-1 {
-			next <- struct{}{}
-		}
-	}
+	readChunks(t, resp.Body, chunks, next)
 	done := events.waitFor(t, "watch complete", completeFor(http.MethodGet, "/api/v1/pods"))
 	if done.WatchEvents != chunks {
 		t.Errorf("counted %d events, want %d", done.WatchEvents, chunks)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -265,4 +266,23 @@ func chunkedStream(chunks int, next <-chan struct{}) http.Handler {
 			}
 		}
 	})
+}
+
+// readChunks reads what chunkedStream writes, line by line, and lets it write
+// the next line only after reading the previous one.
+func readChunks(t testing.TB, body io.Reader, chunks int, next chan<- struct{}) {
+	t.Helper()
+	lines := bufio.NewReader(body)
+	for i := range chunks {
+		line, err := readLineGuarded(lines)
+		if err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("{\"chunk\":%d}\n", i); line != want {
+			t.Fatalf("chunk %d = %q, want %q", i, line, want)
+		}
+		if i < chunks-1 {
+			next <- struct{}{}
+		}
+	}
 }

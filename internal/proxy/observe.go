@@ -37,7 +37,7 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 	ex := &exchange{
 		proxy: p,
 		start: start,
-		watch: isWatch(r.URL),
+		watch: isWatch(r.Method, r.URL),
 		base: record.Event{
 			ID:        p.nextID.Add(1),
 			Time:      start,

@@ -69,19 +69,7 @@ func TestStreamDeliveredWriteByWrite(t *testing.T) {
 			if resp.ProtoMajor != tc.proto {
 				t.Fatalf("client spoke %s, want HTTP/%d", resp.Proto, tc.proto)
 			}
-			lines := bufio.NewReader(resp.Body)
-			for i := range chunks {
-				line, err := readLineGuarded(lines)
-				if err != nil {
-					t.Fatalf("chunk %d: %v", i, err)
-				}
-				if want := fmt.Sprintf("{\"chunk\":%d}\n", i); line != want {
-					t.Fatalf("chunk %d = %q, want %q", i, line, want)
-				}
-				if i < chunks-1 {
-					next <- struct{}{}
-				}
-			}
+			readChunks(t, resp.Body, chunks, next)
 			ev := events.waitFor(t, "complete watch", func(ev record.Event) bool {
 				return ev.Stage == record.StageResponseComplete && ev.WatchEvents == chunks
 			})

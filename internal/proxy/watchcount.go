@@ -4,44 +4,16 @@ import (
 	"encoding/binary"
 	"net/url"
 	"strings"
+
+	"apisnoop.dev/kube-apisnoop/internal/match"
 )
 
-// isWatch reports whether a request is a watch: a "watch" query parameter
-// the API server reads as true, or the deprecated /watch/ path prefix
-// (/api/v1/watch/..., /apis/group/version/watch/...).
-func isWatch(u *url.URL) bool {
-	if watchPath(u.Path) {
-		return true
-	}
-	// Parse the query only when it can matter: most requests have none.
-	if !strings.Contains(u.RawQuery, "watch") {
-		return false
-	}
-	values, ok := u.Query()["watch"]
-	if !ok || len(values) == 0 {
-		return false
-	}
-	// Like the API server's query conversion: anything but "", "0" and
-	// "false" means true.
-	v := values[0]
-	return v != "" && v != "0" && !strings.EqualFold(v, "false")
-}
-
-// watchPath matches "watch" in the segment after the group version only, so
-// an object named "watch" is not mistaken for a watch.
-func watchPath(path string) bool {
-	rest, ok := strings.CutPrefix(path, "/api/")
-	if ok {
-		_, rest, _ = strings.Cut(rest, "/") // version
-		return rest == "watch" || strings.HasPrefix(rest, "watch/")
-	}
-	rest, ok = strings.CutPrefix(path, "/apis/")
-	if !ok {
-		return false
-	}
-	_, rest, _ = strings.Cut(rest, "/") // group
-	_, rest, _ = strings.Cut(rest, "/") // version
-	return rest == "watch" || strings.HasPrefix(rest, "watch/")
+// isWatch reports whether a request is a watch, by the API server's own
+// rules (match.NewRequestInfo): a "watch" query parameter it reads as true on
+// a collection, or the deprecated /watch/ path prefix.
+func isWatch(method string, u *url.URL) bool {
+	info, _ := match.NewRequestInfo(method, u.Path, u.RawQuery)
+	return info.Verb == "watch"
 }
 
 // eventCounter counts the events of a watch stream as its bytes pass by,

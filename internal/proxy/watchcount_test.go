@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ func TestIsWatch(t *testing.T) {
 		"/api/v1/pods?labelSelector=a&watch=yes":       true, // the API server reads any non-false value as true
 		"/api/v1/pods?watch=false":                     false,
 		"/api/v1/pods?watch=0":                         false,
-		"/api/v1/pods?watch=":                          false,
+		"/api/v1/pods?watch=":                          true, // only absent, "0" and "false" are false to the API server
 		"/api/v1/pods?allowWatchBookmarks=true":        false,
 		"/api/v1/pods":                                 false,
 		"/api/v1/watch/pods":                           true,
@@ -29,7 +30,7 @@ func TestIsWatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := isWatch(u); got != want {
+		if got := isWatch(http.MethodGet, u); got != want {
 			t.Errorf("isWatch(%s) = %v, want %v", raw, got, want)
 		}
 	}

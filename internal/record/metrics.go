@@ -82,12 +82,14 @@ func (m *Metrics) shipped(result string) {
 	}
 }
 
-func (m *Metrics) setPending(requests int64, overflow int64) {
-	if m == nil {
-		return
+func (m *Metrics) setPending(requests int64) {
+	if m != nil {
+		m.pending.Set(float64(requests))
 	}
-	m.pending.Set(float64(requests))
-	if overflow > 0 {
-		m.overflow.Add(float64(overflow))
+}
+
+func (m *Metrics) droppedDetails(requests int64) {
+	if m != nil {
+		m.overflow.Add(float64(requests))
 	}
 }

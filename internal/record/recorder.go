@@ -7,16 +7,19 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
 
-// Recorder matches every event against a release and aggregates it locally:
-// a delta since the last Take (what is shipped next) and the total since the
-// start (what the local results endpoint shows). It is an Observer.
+// Recorder matches every event against a release and aggregates it locally
+// into the delta since the last Take (what is shipped next). What Take handed
+// out is kept too, so Total can show everything since the start (the local
+// results endpoint). It is an Observer.
 type Recorder struct {
 	matcher *match.Matcher
 	metrics *Metrics
 
 	mu      sync.Mutex
 	pending coverage.Delta
-	total   coverage.Delta
+	// taken is what earlier Takes returned; merged once per Take, not once
+	// per request.
+	taken coverage.Delta
 	// started holds the IDs of long-running requests counted when their
 	// response started, so their completion is not counted again.
 	started map[uint64]struct{}
@@ -50,7 +53,6 @@ func (r *Recorder) Observe(ev *Event) {
 		User: ev.Client.User, UserAgent: ev.UserAgent,
 	})
 	r.pending.Add(hit)
-	r.total.Add(hit)
 	r.metrics.counted(res.Operation == nil)
 }
 
@@ -60,6 +62,7 @@ func (r *Recorder) Take() *coverage.Delta {
 	defer r.mu.Unlock()
 	d := r.pending
 	r.pending = coverage.Delta{}
+	r.taken.Merge(&d)
 	return &d
 }
 
@@ -68,7 +71,8 @@ func (r *Recorder) Total() *coverage.Delta {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var d coverage.Delta
-	d.Merge(&r.total)
+	d.Merge(&r.taken)
+	d.Merge(&r.pending)
 	return &d
 }
 

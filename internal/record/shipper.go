@@ -141,6 +141,7 @@ func (s *Shipper) Ship(ctx context.Context) error {
 	s.buffered.Merge(taken)
 	dropped := s.buffered.Overflow - overflowBefore
 	s.stats.DroppedDetails += dropped
+	s.metrics.droppedDetails(dropped)
 	if s.inFlight == nil && !s.buffered.Empty() {
 		d := s.buffered
 		s.inFlight = &d
@@ -148,7 +149,7 @@ func (s *Shipper) Ship(ctx context.Context) error {
 		s.seq++
 	}
 	batch, seq := s.inFlight, s.seq
-	s.updatePendingLocked(dropped)
+	s.updatePendingLocked()
 	s.mu.Unlock()
 	if batch == nil {
 		return nil
@@ -167,16 +168,16 @@ func (s *Shipper) Ship(ctx context.Context) error {
 	s.stats.Sent++
 	s.stats.LastError = ""
 	s.metrics.shipped("sent")
-	s.updatePendingLocked(0)
+	s.updatePendingLocked()
 	return nil
 }
 
-func (s *Shipper) updatePendingLocked(dropped int64) {
+func (s *Shipper) updatePendingLocked() {
 	s.stats.PendingRequests = s.buffered.Requests
 	if s.inFlight != nil {
 		s.stats.PendingRequests += s.inFlight.Requests
 	}
-	s.metrics.setPending(s.stats.PendingRequests, dropped)
+	s.metrics.setPending(s.stats.PendingRequests)
 }
 
 func (s *Shipper) send(ctx context.Context, d *coverage.Delta, seq uint64) error {
