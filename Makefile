@@ -61,8 +61,9 @@ bench: control-plane ## Run the benchmarks.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/apisnoop and bin/kubectl-snoop.
+build: ## Build bin/apisnoop, bin/snoop-proxy and bin/kubectl-snoop.
 	CGO_ENABLED=0 go build -trimpath -o bin/apisnoop ./cmd/apisnoop
+	CGO_ENABLED=0 go build -trimpath -o bin/snoop-proxy ./cmd/snoop-proxy
 	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-snoop ./cmd/kubectl-snoop
 
 .PHONY: run

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"apisnoop.dev/kube-apisnoop/internal/sidecar"
 )
 
 func main() {
@@ -22,7 +24,7 @@ func main() {
 	}
 	// controller-runtime registers --kubeconfig on the standard flag set.
 	root.PersistentFlags().AddGoFlagSet(flag.CommandLine)
-	root.AddCommand(newManagerCommand(), newProxyCommand())
+	root.AddCommand(newManagerCommand(), sidecar.NewCommand("proxy"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root.SetContext(ctx)

@@ -26,6 +26,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/proxy"
+	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 	"apisnoop.dev/kube-apisnoop/internal/report"
 )
@@ -127,7 +128,7 @@ func runRecorded(ctx context.Context, upstream *rest.Config, namespace string, o
 	if err != nil {
 		return 0, fmt.Errorf("parse API server address %q: %w", upstream.Host, err)
 	}
-	normal, upgrade, err := proxy.RESTTransports(upstream)
+	normal, upgrade, err := resttransport.For(upstream)
 	if err != nil {
 		return 0, err
 	}

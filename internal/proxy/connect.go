@@ -25,10 +25,12 @@ type ConnectConfig struct {
 	// Handler serves the intercepted requests: the recording reverse proxy,
 	// so that recording and streaming are the same as in reverse mode.
 	Handler http.Handler
-	// Certificate is presented to clients of intercepted hosts. When nil,
-	// CA signs one per intercepted host; the clients must trust CA.
-	Certificate *tls.Certificate
-	CA          *tls.Certificate
+	// GetCertificate gives the certificate presented to clients of
+	// intercepted hosts, asked at each handshake so that a renewed one is
+	// taken up. When nil, CA signs one per intercepted host; the clients must
+	// trust CA.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	CA             *tls.Certificate
 	// Dial opens the tunnels to other hosts; nil means a plain net.Dialer.
 	// Proxy environment variables are never consulted: this process is
 	// likely the HTTPS_PROXY itself.
@@ -64,7 +66,7 @@ func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
 	if len(cfg.Intercept) == 0 {
 		return nil, errors.New("build connect proxy: no host to intercept")
 	}
-	if cfg.Certificate == nil && cfg.CA == nil {
+	if cfg.GetCertificate == nil && cfg.CA == nil {
 		return nil, errors.New("build connect proxy: a certificate or a CA is required")
 	}
 
@@ -84,18 +86,19 @@ func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
 	c := &ConnectProxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: newConnQueue()}
 	for _, hostport := range cfg.Intercept {
 		key := normalizeHostPort(hostport)
-		cert := cfg.Certificate
-		if cert == nil {
+		getCertificate := cfg.GetCertificate
+		if getCertificate == nil {
 			signed, err := goproxy.TLSConfigFromCA(cfg.CA)(key, &goproxy.ProxyCtx{Proxy: gp})
 			if err != nil {
 				return nil, fmt.Errorf("sign certificate for %s: %w", key, err)
 			}
-			cert = &signed.Certificates[0]
+			cert := &signed.Certificates[0]
+			getCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
 		}
 		c.intercept[key] = &tls.Config{
-			Certificates: []tls.Certificate{*cert},
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"h2", "http/1.1"},
+			GetCertificate: getCertificate,
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1"},
 		}
 	}
 	c.mitm, c.startDrain = newServer(cfg.Handler, nil)

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
 
@@ -462,7 +463,7 @@ func TestClientBearerTokenForwarded(t *testing.T) {
 		t.Fatalf("request token: %v", err)
 	}
 	anonymous := &rest.Config{Host: f.admin.Host, TLSClientConfig: rest.TLSClientConfig{CAData: f.admin.CAData}}
-	normal, upgrade, err := RESTTransports(anonymous)
+	normal, upgrade, err := resttransport.For(anonymous)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -79,7 +80,7 @@ func startAPIServer() {
 		return
 	}
 	admin := user.Config()
-	normal, upgrade, err := RESTTransports(admin)
+	normal, upgrade, err := resttransport.For(admin)
 	if err != nil {
 		apiServer.err = err
 		return

@@ -28,7 +28,7 @@ type Config struct {
 	// may add the user's credentials (client certificates, exec plugins,
 	// tokens). When it adds none, the client's own Authorization header is
 	// forwarded unchanged. It should not add compression of its own (see
-	// RESTTransports), or the API server sees an Accept-Encoding the client
+	// resttransport.For), or the API server sees an Accept-Encoding the client
 	// never sent.
 	Transport http.RoundTripper
 	// UpgradeTransport carries requests with "Connection: Upgrade" (exec,

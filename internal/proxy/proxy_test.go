@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
 
@@ -369,7 +370,7 @@ func spdyUpstream(t testing.TB) http.Handler {
 
 func TestSPDYUpgradePassesThrough(t *testing.T) {
 	upstream, roots := newUpstream(t, spdyUpstream(t))
-	restNormal, restUpgrade, err := RESTTransports(&rest.Config{
+	restNormal, restUpgrade, err := resttransport.For(&rest.Config{
 		Host:            upstream.URL,
 		TLSClientConfig: rest.TLSClientConfig{CAData: pemCert(upstream.Certificate())},
 	})

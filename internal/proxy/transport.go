@@ -2,12 +2,9 @@ package proxy
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-
-	"k8s.io/client-go/rest"
 )
 
 // upgradeAwareTransport sends upgrade requests over HTTP/1.1 and everything
@@ -46,7 +43,7 @@ func upgradeTransportFor(normal, upgrade http.RoundTripper) (http.RoundTripper, 
 	}
 	t, ok := normal.(*http.Transport)
 	if !ok {
-		return nil, fmt.Errorf("derive upgrade transport: %T is not an *http.Transport: set UpgradeTransport (see RESTTransports)", normal)
+		return nil, fmt.Errorf("derive upgrade transport: %T is not an *http.Transport: set UpgradeTransport (see resttransport.For)", normal)
 	}
 	return http1Only(t), nil
 }
@@ -67,30 +64,4 @@ func http1Only(t *http.Transport) *http.Transport {
 	protocols.SetHTTP1(true)
 	t.Protocols = &protocols
 	return t
-}
-
-// RESTTransports builds the proxy's two upstream transports from a client-go
-// config (the local record mode's kubeconfig, or the in-cluster config):
-// both carry the config's credentials (client certificates, exec plugins,
-// tokens) and CA; the second speaks only HTTP/1.1 for upgrades. Both leave
-// Accept-Encoding to the client, so compressed responses pass through as the
-// API server sent them.
-func RESTTransports(cfg *rest.Config) (normal, upgrade http.RoundTripper, err error) {
-	if cfg == nil {
-		return nil, nil, errors.New("build transports: rest config is nil")
-	}
-	base := rest.CopyConfig(cfg)
-	base.DisableCompression = true
-	normal, err = rest.TransportFor(base)
-	if err != nil {
-		return nil, nil, fmt.Errorf("build transport: %w", err)
-	}
-	h1 := rest.CopyConfig(base)
-	// client-go does not configure HTTP/2 when ALPN offers only http/1.1.
-	h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	upgrade, err = rest.TransportFor(h1)
-	if err != nil {
-		return nil, nil, fmt.Errorf("build upgrade transport: %w", err)
-	}
-	return normal, upgrade, nil
 }

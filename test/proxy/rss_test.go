@@ -22,7 +22,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
-// BenchmarkSidecarRSS runs the real `apisnoop proxy` binary, as a sidecar
+// BenchmarkSidecarRSS runs the real snoop-proxy binary, as a sidecar
 // runs it, in front of the suite's API server and reports its resident
 // memory idle and under a load of b.N GETs from 16 concurrent clients.
 // Run with: go test ./test/proxy -run '^$' -bench SidecarRSS -benchtime 20000x
@@ -75,7 +75,7 @@ func BenchmarkSidecarRSS(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
 
-// sidecar is a running `apisnoop proxy` binary in front of the suite's API
+// sidecar is a running snoop-proxy binary in front of the suite's API
 // server, configured as the webhook configures a sidecar.
 type sidecar struct {
 	pid    int
@@ -109,15 +109,17 @@ type testingT interface {
 	TempDir() string
 }
 
-// startSidecar builds and starts `apisnoop proxy` and waits until it serves.
+// startSidecar builds and starts snoop-proxy and waits until it serves.
 func startSidecar(tb testingT) *sidecar {
 	tb.Helper()
 	dir := tb.TempDir()
-	bin := filepath.Join(dir, "apisnoop")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/apisnoop")
+	bin := filepath.Join(dir, "snoop-proxy")
+	// Built as the image builds it: static, without cgo's libc.
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/snoop-proxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Dir = testenv.RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("build apisnoop: %v\n%s", err, out)
+		tb.Fatalf("build snoop-proxy: %v\n%s", err, out)
 	}
 	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
 	if err != nil {
@@ -131,7 +133,7 @@ func startSidecar(tb testingT) *sidecar {
 		return path
 	}
 	port, adminPort := freePort(tb), freePort(tb)
-	cmd := exec.Command(bin, "proxy",
+	cmd := exec.Command(bin,
 		"--listen", "127.0.0.1:"+port, "--admin-listen", "127.0.0.1:"+adminPort,
 		"--upstream", directConfig.Host, "--upstream-ca-file", write("ca.crt", directConfig.CAData),
 		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),

@@ -11,7 +11,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 )
 
-var _ = Describe("The apisnoop proxy binary", func() {
+var _ = Describe("The snoop-proxy sidecar binary", func() {
 	It("proxies with the client's own token and serves health, metrics and results", func() {
 		sc := startSidecar(GinkgoT())
 		defer sc.stop()

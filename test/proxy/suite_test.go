@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/rest"
@@ -23,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -64,6 +66,7 @@ var _ = AfterSuite(tearDown)
 // startSuiteForBenchmark sets up what the specs use, for benchmarks, which
 // run without the Ginkgo suite.
 func startSuiteForBenchmark(b *testing.B) {
+	ctrllog.SetLogger(logr.Discard())
 	if err := setUp(b.TempDir()); err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,8 @@
-package main
+// Package sidecar is the recording proxy's command line: its flags, the wiring
+// of proxy, recorder and shipper, and serving until the pod stops. The
+// injected sidecar runs it as the small snoop-proxy binary; `apisnoop proxy`
+// is the same command for local use.
+package sidecar
 
 import (
 	"context"
@@ -43,10 +47,12 @@ type proxyOptions struct {
 	maxBodyBytes             int
 }
 
-func newProxyCommand() *cobra.Command {
+// NewCommand is the proxy command; use names it ("proxy" under apisnoop,
+// "snoop-proxy" as the sidecar binary's root).
+func NewCommand(use string) *cobra.Command {
 	o := proxyOptions{}
 	cmd := &cobra.Command{
-		Use:   "proxy",
+		Use:   use,
 		Short: "Run the recording proxy: the sidecar of injected pods",
 		Long: `Serves TLS on --listen, forwards every request unchanged to the real API
 server with the client's own credentials, matches it against --release and
@@ -168,7 +174,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	admin := &http.Server{Handler: record.AdminHandler(rec, shipper, metrics, nil), ReadHeaderTimeout: 10 * time.Second}
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { serving.Run(ctx); return nil })
+	g.Go(func() error { serving.Run(ctx, certs.DefaultReloadInterval); return nil })
 	g.Go(func() error { return proxy.ServeTLS(ctx, ln, p, serving.TLSConfig()) })
 	g.Go(func() error {
 		go func() { <-ctx.Done(); _ = admin.Close() }()
@@ -181,13 +187,9 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		g.Go(func() error { shipper.Run(ctx); return nil })
 	}
 	if o.connectListen != "" {
-		current, err := serving.GetCertificate(nil)
-		if err != nil {
-			return err
-		}
 		connect, err := proxy.NewConnect(proxy.ConnectConfig{
 			Intercept: []string{upstream.Host, "kubernetes.default.svc:443", "kubernetes.default.svc.cluster.local:443", "kubernetes.default:443", "kubernetes:443"},
-			Handler:   p, Certificate: current,
+			Handler:   p, GetCertificate: serving.GetCertificate,
 		})
 		if err != nil {
 			return err

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLinksNoOperator keeps the sidecar small: what it links is resident
+// memory in every recorded pod. client-go, controller-runtime and the API
+// server's libraries belong to the operator and to kubectl-snoop.
+func TestLinksNoOperator(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for dep := range strings.FieldsSeq(string(out)) {
+		for _, heavy := range []string{"k8s.io/client-go/", "sigs.k8s.io/controller-runtime", "k8s.io/apiserver/", "k8s.io/api/"} {
+			if strings.HasPrefix(dep+"/", heavy) {
+				t.Errorf("the sidecar links %s", dep)
+			}
+		}
+	}
+}
