@@ -99,7 +99,7 @@ func New(cfg Config) (*Proxy, error) {
 		Transport: &upgradeAwareTransport{normal: cfg.Transport, upgrade: upgrade},
 		// Flush after every write: watch events must reach the client as
 		// the API server sends them, not when a buffer fills.
-		FlushInterval: -1,
+		FlushInterval: 0,
 		ErrorHandler:  p.writeUpstreamError,
 		ErrorLog:      cfg.ErrorLog,
 		BufferPool:    copyBuffers,

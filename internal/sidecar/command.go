@@ -13,8 +13,10 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -44,6 +46,7 @@ type proxyOptions struct {
 	identity                 record.Identity
 	source                   string
 	keepBodies               bool
+	profiling                bool
 	maxBodyBytes             int
 }
 
@@ -79,6 +82,7 @@ proxying goes on.`,
 	f.StringVar(&o.identity.ServiceAccount, "service-account", os.Getenv("POD_SERVICE_ACCOUNT"), "service account of the recorded pod")
 	f.StringVar(&o.source, "source", os.Getenv("POD_UID"), "unique name of this proxy for the collector (the pod UID)")
 	f.BoolVar(&o.keepBodies, "keep-bodies", false, "keep capped, redacted request bodies")
+	f.BoolVar(&o.profiling, "profiling", false, "also serve Go's profiles under /debug/pprof/ on --admin-listen")
 	f.IntVar(&o.maxBodyBytes, "max-body-bytes", 64<<10, "cap of kept request bodies")
 	return cmd
 }
@@ -99,10 +103,28 @@ func inClusterUpstream() string {
 // this, instead of growing to twice the live heap. GOMEMLIMIT overrides it.
 const sidecarMemoryLimit = 24 << 20
 
-func runProxy(ctx context.Context, o proxyOptions) error {
+// sidecarProcs is the proxy's default GOMAXPROCS. A proxied request is a
+// chain of goroutine hand-offs (TLS reader, HTTP/2 serve loop, handler,
+// upstream read loop); on one P they are run-queue operations, on several
+// they are futex wake-ups of idle threads. Measured on the API server
+// benchmark: about 225 µs of CPU per proxied GET on one P against 320 µs on
+// two. One core of proxying is thousands of requests per second, far above
+// what a pod's clients send. GOMAXPROCS overrides it.
+const sidecarProcs = 1
+
+// tuneRuntime applies the sidecar's defaults where the environment says
+// nothing.
+func tuneRuntime() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(sidecarMemoryLimit)
 	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(sidecarProcs)
+	}
+}
+
+func runProxy(ctx context.Context, o proxyOptions) error {
+	tuneRuntime()
 	if o.upstream == "" {
 		return errors.New("--upstream is required outside a pod")
 	}
@@ -171,7 +193,15 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.adminListen, err)
 	}
-	admin := &http.Server{Handler: record.AdminHandler(rec, shipper, metrics, nil), ReadHeaderTimeout: 10 * time.Second}
+	adminHandler := record.AdminHandler(rec, shipper, metrics, nil)
+	if o.profiling {
+		mux := http.NewServeMux()
+		mux.Handle("/", adminHandler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		adminHandler = mux
+	}
+	admin := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { serving.Run(ctx, certs.DefaultReloadInterval); return nil })

@@ -111,15 +111,23 @@ type testingT interface {
 
 // startSidecar builds and starts snoop-proxy and waits until it serves.
 func startSidecar(tb testingT) *sidecar {
+	return startProxyBinary(tb, "./cmd/snoop-proxy")
+}
+
+// startProxyBinary builds the proxy command at pkg (relative to the
+// repository), starts it with the sidecar's flags and waits until it serves.
+// Proxies other than snoop-proxy get the sidecar's runtime defaults from the
+// environment, so that they compare like for like.
+func startProxyBinary(tb testingT, pkg string) *sidecar {
 	tb.Helper()
 	dir := tb.TempDir()
-	bin := filepath.Join(dir, "snoop-proxy")
+	bin := filepath.Join(dir, filepath.Base(pkg))
 	// Built as the image builds it: static, without cgo's libc.
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/snoop-proxy")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Dir = testenv.RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("build snoop-proxy: %v\n%s", err, out)
+		tb.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
 	if err != nil {
@@ -137,8 +145,11 @@ func startSidecar(tb testingT) *sidecar {
 		"--listen", "127.0.0.1:"+port, "--admin-listen", "127.0.0.1:"+adminPort,
 		"--upstream", directConfig.Host, "--upstream-ca-file", write("ca.crt", directConfig.CAData),
 		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
-		"--pod-name", "bench-0", "--pod-namespace", "default", "--release", "1.37")
+		"--pod-name", "bench-0", "--pod-namespace", "default", "--release", "1.37", "--profiling")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if pkg != "./cmd/snoop-proxy" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "GOMEMLIMIT=24MiB")
+	}
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
@@ -158,7 +169,7 @@ func startSidecar(tb testingT) *sidecar {
 	for s.get() != nil {
 		if time.Now().After(deadline) {
 			s.stop()
-			tb.Fatal("the sidecar did not come up")
+			tb.Fatalf("%s did not come up", pkg)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
