@@ -97,8 +97,11 @@ func New(cfg Config) (*Proxy, error) {
 			restoreForwardingHeaders(pr)
 		},
 		Transport: &upgradeAwareTransport{normal: cfg.Transport, upgrade: upgrade},
-		// Flush after every write: watch events must reach the client as
-		// the API server sends them, not when a buffer fills.
+		// No periodic flushing: ReverseProxy already flushes every write of
+		// a response of unknown length (watches, logs -f, chunked lists),
+		// so watch events reach the client as the API server sends them.
+		// Flushing responses of known length too would cost a write and an
+		// HTTP/2 frame per request and show the client nothing sooner.
 		FlushInterval: 0,
 		ErrorHandler:  p.writeUpstreamError,
 		ErrorLog:      cfg.ErrorLog,
