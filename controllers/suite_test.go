@@ -7,6 +7,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,10 +19,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
+// The operator's namespace and service account in the suite.
+const (
+	operatorNamespace = "apisnoop-system"
+	operatorUser      = "system:serviceaccount:apisnoop-system:apisnoop-controller-manager"
+)
+
 var (
+	caStore    *CAStore
+	proxyNames ProxyNames
+
 	cfg       *rest.Config
 	k8sClient client.Client // uncached, for assertions
 	testEnv   *envtest.Environment
@@ -56,6 +69,20 @@ var _ = BeforeSuite(func() {
 		Client:   mgr.GetClient(),
 		Scheme:   scheme,
 		Releases: &ReleaseCatalogs{Discovery: disco},
+	}).SetupWithManager(mgr)).To(Succeed())
+
+	// The signer, approving requests from the operator's service account
+	// only, with its CA in the operator's namespace.
+	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
+	caStore = &CAStore{Client: k8sClient, Secret: types.NamespacedName{Namespace: operatorNamespace, Name: "apisnoop-ca"}}
+	proxyNames = ProxyNames{Client: k8sClient, ClusterDomain: "cluster.local"}
+	Expect((&CSRSignerReconciler{
+		Client: mgr.GetClient(),
+		CA:     caStore.Get,
+		Policy: func(ctx context.Context) (signer.ProxyPolicy, error) {
+			dnsNames, ips, err := proxyNames.Get(ctx)
+			return signer.ProxyPolicy{Requester: operatorUser, DNSNames: dnsNames, IPs: ips}, err
+		},
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	go func() {

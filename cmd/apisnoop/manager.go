@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,6 +18,7 @@ func newManagerCommand() *cobra.Command {
 	var (
 		metricsAddr, probeAddr string
 		leaderElect            bool
+		opConfig               manager.Config
 	)
 	zapOpts := zap.Options{}
 	cmd := &cobra.Command{
@@ -27,7 +30,7 @@ func newManagerCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w", err)
 			}
-			mgr, err := manager.New(cfg, ctrl.Options{
+			mgr, err := manager.New(cfg, opConfig, ctrl.Options{
 				Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 				HealthProbeBindAddress: probeAddr,
 				LeaderElection:         leaderElect,
@@ -43,8 +46,22 @@ func newManagerCommand() *cobra.Command {
 	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, like :8443; 0 disables it")
 	cmd.Flags().StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
+	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", operatorNamespace(), "Namespace of the operator's CA and proxy certificate Secrets")
+	cmd.Flags().StringVar(&opConfig.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, named in the proxy certificate")
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(zfs)
 	cmd.Flags().AddGoFlagSet(zfs)
 	return cmd
+}
+
+// operatorNamespace is the namespace the operator runs in: the downward API's
+// POD_NAMESPACE, else the service account's, else apisnoop-system.
+func operatorNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		return strings.TrimSpace(string(data))
+	}
+	return "apisnoop-system"
 }

@@ -24,6 +24,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	certutil "k8s.io/client-go/util/cert"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -80,8 +81,15 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		return err
 	}
 
-	step("Running the manager against it")
-	mgr, err := manager.New(cfg, ctrl.Options{Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	step("Running the manager against it (namespace %s)", operatorNamespace)
+	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
+		return fmt.Errorf("create operator namespace: %w", err)
+	}
+	mgr, err := manager.New(cfg, manager.Config{Namespace: operatorNamespace}, ctrl.Options{Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 	if err != nil {
 		return err
 	}
@@ -90,12 +98,22 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
-	if err != nil {
-		return fmt.Errorf("create client: %w", err)
-	}
 	k := func(args ...string) error {
 		return runShown(ctx, []string{"KUBECONFIG=" + kubeconfig}, kubectl, args...)
+	}
+
+	step("The proxy serving certificate: requested through a CertificateSigningRequest, approved and signed by the operator")
+	if err := waitForSecret(ctx, c, client.ObjectKey{Namespace: operatorNamespace, Name: manager.ProxyCertSecretName}); err != nil {
+		return err
+	}
+	if err := k("get", "csr", "-o", "custom-columns=NAME:.metadata.name,SIGNER:.spec.signerName,REQUESTOR:.spec.username,CONDITION:.status.conditions[0].type,REASON:.status.conditions[0].reason"); err != nil {
+		return err
+	}
+	if err := k("get", "secret", "-n", operatorNamespace); err != nil {
+		return err
+	}
+	if err := printProxyCert(ctx, c); err != nil {
+		return err
 	}
 
 	step("Creating two pods labelled app=demo, then applying config/samples/")
@@ -155,6 +173,45 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	}
 	stopManager()
 	return <-mgrDone
+}
+
+// operatorNamespace holds the operator's CA and proxy certificate Secrets.
+const operatorNamespace = "apisnoop-system"
+
+// waitForSecret waits until the operator has stored a Secret.
+func waitForSecret(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		if err := c.Get(ctx, key, &corev1.Secret{}); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("secret %s was not issued: %w", key, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// printProxyCert shows the names and lifetime of the issued certificate.
+func printProxyCert(ctx context.Context, c client.Client) error {
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: manager.ProxyCertSecretName}, secret); err != nil {
+		return err
+	}
+	certs, err := certutil.ParseCertsPEM(secret.Data[corev1.TLSCertKey])
+	if err != nil {
+		return err
+	}
+	ca, err := certutil.ParseCertsPEM(secret.Data["ca.crt"])
+	if err != nil {
+		return err
+	}
+	leaf := certs[0]
+	fmt.Printf("  issuer %q, valid %s to %s\n  DNS names %v\n  IP addresses %v\n",
+		ca[0].Subject.CommonName, leaf.NotBefore.Format(time.DateTime), leaf.NotAfter.Format(time.DateTime), leaf.DNSNames, leaf.IPAddresses)
+	return nil
 }
 
 // printCoverage measures the requests of the demo (kubectl's, the manager's

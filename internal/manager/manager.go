@@ -3,18 +3,26 @@
 package manager
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/controllers"
+	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 )
 
 // NewScheme returns a scheme with the built-in types and the SnoopSession API.
@@ -25,11 +33,43 @@ func NewScheme() *runtime.Scheme {
 	return scheme
 }
 
+// Config is what the operator needs to know about where it runs.
+type Config struct {
+	// Namespace holds the operator's CA and the proxy certificate Secrets.
+	Namespace string
+	// ClusterDomain is the cluster's DNS domain, for the proxy
+	// certificate's names.
+	ClusterDomain string
+}
+
+// Names of the operator's Secrets in its namespace.
+const (
+	CASecretName        = "apisnoop-ca"
+	ProxyCertSecretName = "apisnoop-proxy-tls"
+)
+
 // New returns a manager running every controller of the operator. opts.Scheme
 // is set when empty.
-func New(cfg *rest.Config, opts ctrl.Options) (ctrl.Manager, error) {
+func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, error) {
 	if opts.Scheme == nil {
 		opts.Scheme = NewScheme()
+	}
+	if opConfig.Namespace == "" {
+		return nil, errors.New("create manager: the operator's namespace is required")
+	}
+	if opConfig.ClusterDomain == "" {
+		opConfig.ClusterDomain = "cluster.local"
+	}
+	// The signer approves proxy certificate requests from the operator's
+	// own identity only; the API server says what that is (a service
+	// account in a cluster, the kubeconfig's user when run locally).
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create clientset: %w", err)
+	}
+	self, err := clientset.AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("ask the API server who the operator is: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
@@ -45,6 +85,33 @@ func New(cfg *rest.Config, opts ctrl.Options) (ctrl.Manager, error) {
 		Releases: &controllers.ReleaseCatalogs{Discovery: disco},
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up SnoopSession controller: %w", err)
+	}
+	// The certificate parts read a few objects rarely: uncached, so that the
+	// manager neither watches nor keeps the cluster's Secrets and Services.
+	direct, err := client.New(cfg, client.Options{Scheme: opts.Scheme})
+	if err != nil {
+		return nil, fmt.Errorf("create client: %w", err)
+	}
+	caStore := &controllers.CAStore{Client: direct, Secret: types.NamespacedName{Namespace: opConfig.Namespace, Name: CASecretName}}
+	names := controllers.ProxyNames{Client: direct, ClusterDomain: opConfig.ClusterDomain}
+	if err := (&controllers.CSRSignerReconciler{
+		Client: mgr.GetClient(),
+		CA:     caStore.Get,
+		Policy: func(ctx context.Context) (signer.ProxyPolicy, error) {
+			dnsNames, ips, err := names.Get(ctx)
+			return signer.ProxyPolicy{Requester: self.Status.UserInfo.Username, DNSNames: dnsNames, IPs: ips}, err
+		},
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up CSR signer: %w", err)
+	}
+	if err := mgr.Add(&controllers.ProxyCertIssuer{
+		Client:   direct,
+		Requests: clientset,
+		CA:       caStore.Get,
+		Secret:   types.NamespacedName{Namespace: opConfig.Namespace, Name: ProxyCertSecretName},
+		Names:    names,
+	}); err != nil {
+		return nil, fmt.Errorf("add proxy certificate issuer: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)

@@ -1,0 +1,265 @@
+package controllers
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/certificate/csr"
+	"k8s.io/client-go/util/keyutil"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
+)
+
+// Keys of the proxy certificate Secret besides tls.crt and tls.key: the CA
+// that signed it, which injected pods trust.
+const SecretKeyCA = "ca.crt"
+
+// +kubebuilder:rbac:groups="",namespace=apisnoop-system,resources=secrets,verbs=get;create;update
+
+// CAStore keeps the operator's CA in a Secret of its own namespace, making it
+// on first use. It caches what it read: the CA changes only by hand.
+type CAStore struct {
+	// Client should not be the manager's cached client: a cached Get
+	// would watch and keep every Secret of the cluster.
+	Client client.Client
+	Secret types.NamespacedName
+
+	mu sync.Mutex
+	ca *signer.CA
+}
+
+// Get returns the CA, creating its Secret when there is none.
+func (s *CAStore) Get(ctx context.Context) (*signer.CA, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ca != nil {
+		return s.ca, nil
+	}
+	secret := &corev1.Secret{}
+	err := s.Client.Get(ctx, s.Secret, secret)
+	if apierrors.IsNotFound(err) {
+		ca, err := signer.NewCA("apisnoop proxy CA")
+		if err != nil {
+			return nil, err
+		}
+		secret = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: s.Secret.Name, Namespace: s.Secret.Namespace},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: ca.KeyPEM},
+		}
+		if err := s.Client.Create(ctx, secret); err == nil {
+			s.ca = ca
+			return ca, nil
+		} else if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create CA secret: %w", err)
+		}
+		// Another replica made it first: use theirs.
+		err = s.Client.Get(ctx, s.Secret, secret)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get CA secret: %w", err)
+	}
+	ca, err := signer.ParseCA(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, fmt.Errorf("CA secret %s: %w", s.Secret, err)
+	}
+	s.ca = ca
+	return ca, nil
+}
+
+// ProxyNames looks up the names a proxy certificate carries and the signer
+// allows: the kubernetes Service's ClusterIP and DNS names, and loopback.
+type ProxyNames struct {
+	// Client reads one Service; an uncached one avoids watching them all.
+	Client        client.Client
+	ClusterDomain string
+}
+
+// Get reads the kubernetes Service's address.
+func (n ProxyNames) Get(ctx context.Context) (dnsNames []string, ips []net.IP, err error) {
+	svc := &corev1.Service{}
+	if err := n.Client.Get(ctx, types.NamespacedName{Namespace: metav1.NamespaceDefault, Name: "kubernetes"}, svc); err != nil {
+		return nil, nil, fmt.Errorf("get the kubernetes service: %w", err)
+	}
+	var serviceIPs []net.IP
+	for _, s := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+		if ip := net.ParseIP(s); ip != nil {
+			serviceIPs = append(serviceIPs, ip)
+		}
+	}
+	dnsNames, ips = signer.ProxyNames(n.ClusterDomain, serviceIPs...)
+	return dnsNames, ips, nil
+}
+
+// ProxyCertIssuer keeps the proxies' serving certificate in a Secret of the
+// operator's namespace. It asks for one through a CertificateSigningRequest
+// for signer.ProxySignerName (the API server garbage-collects requests after
+// about an hour, so the pair is kept in the Secret), and renews it at two
+// thirds of its life. It is a manager Runnable.
+type ProxyCertIssuer struct {
+	// Client should be uncached, as CAStore's.
+	Client client.Client
+	// Requests are made with this clientset, as the operator's service
+	// account: the signer approves only that requester.
+	Requests kubernetes.Interface
+	// CA gives the CA certificate stored beside the pair (ca.crt).
+	CA     func(ctx context.Context) (*signer.CA, error)
+	Secret types.NamespacedName
+	Names  ProxyNames
+	// Validity asked for; zero means DefaultProxyCertValidity.
+	Validity time.Duration
+	// RetryAfter is the pause after a failed attempt; zero means 30s.
+	RetryAfter time.Duration
+}
+
+// Start keeps the certificate current until ctx ends.
+func (i *ProxyCertIssuer) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("proxy-cert-issuer")
+	retry := i.RetryAfter
+	if retry == 0 {
+		retry = 30 * time.Second
+	}
+	for {
+		next, err := i.Ensure(ctx)
+		if err != nil {
+			log.Error(err, "Proxy serving certificate not issued; retrying", "secret", i.Secret, "retryAfter", retry)
+			next = time.Now().Add(retry)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// Ensure issues a certificate when the Secret has none that is good, and
+// says when to look again.
+func (i *ProxyCertIssuer) Ensure(ctx context.Context) (next time.Time, err error) {
+	secret := &corev1.Secret{}
+	err = i.Client.Get(ctx, i.Secret, secret)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return time.Time{}, fmt.Errorf("get proxy certificate secret: %w", err)
+	}
+	exists := err == nil
+	dnsNames, ips, err := i.Names.Get(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if exists {
+		if renewAt, ok := currentPair(secret, dnsNames, ips); ok && time.Now().Before(renewAt) {
+			return renewAt, nil
+		}
+	}
+
+	certPEM, keyPEM, err := i.request(ctx, dnsNames, ips)
+	if err != nil {
+		return time.Time{}, err
+	}
+	leaf, err := certutil.ParseCertsPEM(certPEM)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse issued certificate: %w", err)
+	}
+	ca, err := i.CA(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("load CA: %w", err)
+	}
+	secret.Name, secret.Namespace = i.Secret.Name, i.Secret.Namespace
+	secret.Type = corev1.SecretTypeTLS
+	secret.Data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, SecretKeyCA: ca.CertPEM}
+	if exists {
+		err = i.Client.Update(ctx, secret)
+	} else {
+		err = i.Client.Create(ctx, secret)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store proxy certificate: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Issued proxy serving certificate", "secret", i.Secret, "notAfter", leaf[0].NotAfter, "dnsNames", dnsNames, "ips", ips)
+	return renewalTime(leaf[0]), nil
+}
+
+// request makes a key and a CertificateSigningRequest and waits for the
+// signer's certificate.
+func (i *ProxyCertIssuer) request(ctx context.Context, dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate proxy key: %w", err)
+	}
+	csrPEM, err := certutil.MakeCSR(key, &pkix.Name{CommonName: "apisnoop-proxy"}, dnsNames, ips)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make certificate request: %w", err)
+	}
+	validity := i.Validity
+	if validity == 0 {
+		validity = DefaultProxyCertValidity
+	}
+	usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth}
+	name, uid, err := csr.RequestCertificateWithContext(ctx, i.Requests, csrPEM, "", signer.ProxySignerName, &validity, usages, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("request proxy certificate: %w", err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	certPEM, err = csr.WaitForCertificate(waitCtx, i.Requests, name, uid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wait for certificate of request %s: %w", name, err)
+	}
+	keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode proxy key: %w", err)
+	}
+	return certPEM, keyPEM, nil
+}
+
+// currentPair reports whether the Secret holds a pair that loads and names
+// exactly dnsNames and ips, and when it is due for renewal.
+func currentPair(secret *corev1.Secret, dnsNames []string, ips []net.IP) (renewAt time.Time, ok bool) {
+	pair, err := tls.X509KeyPair(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
+	if err != nil || len(secret.Data[SecretKeyCA]) == 0 {
+		return time.Time{}, false
+	}
+	return renewalTime(pair.Leaf), sameNames(pair.Leaf, dnsNames, ips)
+}
+
+// renewalTime is two thirds into a certificate's life: early enough that a
+// kubelet's slow Secret update and a few failed attempts still end before
+// it expires.
+func renewalTime(c *x509.Certificate) time.Time {
+	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
+}
+
+func sameNames(c *x509.Certificate, dnsNames []string, ips []net.IP) bool {
+	if len(c.DNSNames) != len(dnsNames) || len(c.IPAddresses) != len(ips) {
+		return false
+	}
+	for k, name := range dnsNames {
+		if c.DNSNames[k] != name {
+			return false
+		}
+	}
+	for k, ip := range ips {
+		if !c.IPAddresses[k].Equal(ip) {
+			return false
+		}
+	}
+	return true
+}
