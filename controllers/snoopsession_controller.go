@@ -23,6 +23,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
 // Finalizer keeps a SnoopSession until its results and injected state are
@@ -150,16 +151,16 @@ func (r *SnoopSessionReconciler) resolveRelease(ctx context.Context, s *sessionS
 
 // selectPods lists the target pods and counts them.
 func (r *SnoopSessionReconciler) selectPods(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
-	targets, err := newTargetSelector(s.session)
+	sel, err := targets.New(s.session)
 	if err != nil {
 		return ctrl.Result{}, stopWith(s.session, snoopv1alpha1.ReasonInvalidSelector, err.Error())
 	}
-	pods, err := targets.listPods(ctx, r.Client)
+	pods, err := sel.ListPods(ctx, r.Client)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	s.pods = pods
-	s.session.Status.Pods = countPods(pods)
+	s.session.Status.Pods = targets.Count(pods)
 	return ctrl.Result{}, nil
 }
 

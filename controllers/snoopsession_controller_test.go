@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -157,7 +158,7 @@ var _ = Describe("SnoopSession controller", func() {
 		}).Should(Equal("False/PodsSelected"))
 
 		newPod(ns, "injected", map[string]string{"app": "demo"}, func(p *corev1.Pod) {
-			p.Spec.InitContainers = []corev1.Container{{Name: ProxyContainerName, Image: "apisnoop:dev"}}
+			p.Spec.InitContainers = []corev1.Container{{Name: targets.ProxyContainerName, Image: "apisnoop:dev"}}
 		})
 		Eventually(matched).Should(Equal(snoopv1alpha1.PodCounts{Matched: 3, Injected: 1, WaitingForRestart: 2}))
 		Eventually(func(g Gomega) string {

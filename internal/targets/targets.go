@@ -1,8 +1,11 @@
-package controllers
+// Package targets decides which pods a SnoopSession records: the same rules
+// for the controller, which counts them, and the webhook, which injects them.
+package targets
 
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,17 +19,17 @@ import (
 // pod that has it is recorded.
 const ProxyContainerName = "snoop-proxy"
 
-// targetSelector is a session's spec.targets, parsed.
-type targetSelector struct {
+// Selector is a session's spec.targets, parsed.
+type Selector struct {
 	pods       labels.Selector
 	namespaces []string        // explicit namespaces, when listed or defaulted
 	nsSelector labels.Selector // when namespaces are selected by label
 }
 
-// newTargetSelector parses spec.targets; its errors name the field to fix.
-func newTargetSelector(session *snoopv1alpha1.SnoopSession) (*targetSelector, error) {
+// New parses spec.targets; its errors name the field to fix.
+func New(session *snoopv1alpha1.SnoopSession) (*Selector, error) {
 	t := session.Spec.Targets
-	sel := &targetSelector{pods: labels.Everything()}
+	sel := &Selector{pods: labels.Everything()}
 	if t.PodSelector != nil {
 		s, err := metav1.LabelSelectorAsSelector(t.PodSelector)
 		if err != nil {
@@ -49,13 +52,30 @@ func newTargetSelector(session *snoopv1alpha1.SnoopSession) (*targetSelector, er
 	return sel, nil
 }
 
-// listPods returns the live target pods: those not finished and not being
+// Matches reports whether a pod with these labels in namespace ns (with
+// nsLabels, needed only for a namespace selector) is a target.
+func (s *Selector) Matches(ns string, nsLabels, podLabels map[string]string) bool {
+	if s.nsSelector != nil {
+		if !s.nsSelector.Matches(labels.Set(nsLabels)) {
+			return false
+		}
+	} else if !slices.Contains(s.namespaces, ns) {
+		return false
+	}
+	return s.pods.Matches(labels.Set(podLabels))
+}
+
+// SelectsByNamespaceLabels reports whether Matches needs the namespace's
+// labels.
+func (s *Selector) SelectsByNamespaceLabels() bool { return s.nsSelector != nil }
+
+// ListPods returns the live target pods: those not finished and not being
 // deleted.
-func (t *targetSelector) listPods(ctx context.Context, c client.Reader) ([]corev1.Pod, error) {
-	namespaces := t.namespaces
-	if t.nsSelector != nil {
+func (s *Selector) ListPods(ctx context.Context, c client.Reader) ([]corev1.Pod, error) {
+	namespaces := s.namespaces
+	if s.nsSelector != nil {
 		var list corev1.NamespaceList
-		if err := c.List(ctx, &list, client.MatchingLabelsSelector{Selector: t.nsSelector}); err != nil {
+		if err := c.List(ctx, &list, client.MatchingLabelsSelector{Selector: s.nsSelector}); err != nil {
 			return nil, fmt.Errorf("list namespaces: %w", err)
 		}
 		for _, ns := range list.Items {
@@ -65,7 +85,7 @@ func (t *targetSelector) listPods(ctx context.Context, c client.Reader) ([]corev
 	var pods []corev1.Pod
 	for _, ns := range namespaces {
 		var list corev1.PodList
-		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: t.pods}); err != nil {
+		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: s.pods}); err != nil {
 			return nil, fmt.Errorf("list pods in namespace %s: %w", ns, err)
 		}
 		for _, pod := range list.Items {
@@ -78,11 +98,11 @@ func (t *targetSelector) listPods(ctx context.Context, c client.Reader) ([]corev
 	return pods, nil
 }
 
-// countPods counts target pods by whether they carry the recording proxy.
-func countPods(pods []corev1.Pod) snoopv1alpha1.PodCounts {
+// Count counts target pods by whether they carry the recording proxy.
+func Count(pods []corev1.Pod) snoopv1alpha1.PodCounts {
 	counts := snoopv1alpha1.PodCounts{Matched: int32(len(pods))}
 	for i := range pods {
-		if hasProxy(&pods[i]) {
+		if HasProxy(&pods[i]) {
 			counts.Injected++
 		} else {
 			counts.WaitingForRestart++
@@ -91,7 +111,8 @@ func countPods(pods []corev1.Pod) snoopv1alpha1.PodCounts {
 	return counts
 }
 
-func hasProxy(pod *corev1.Pod) bool {
+// HasProxy reports whether a pod carries the recording proxy.
+func HasProxy(pod *corev1.Pod) bool {
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == ProxyContainerName {
 			return true
