@@ -24,7 +24,7 @@ func main() {
 	}
 	// controller-runtime registers --kubeconfig on the standard flag set.
 	root.PersistentFlags().AddGoFlagSet(flag.CommandLine)
-	root.AddCommand(newManagerCommand(), sidecar.NewCommand("proxy"))
+	root.AddCommand(newManagerCommand(), sidecar.NewCommand("proxy"), newIPTablesCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root.SetContext(ctx)

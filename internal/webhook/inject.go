@@ -164,12 +164,11 @@ func IPTablesContainer(in Injection) corev1.Container {
 		Name:    IPTablesContainerName,
 		Image:   in.Image,
 		Command: []string{"/apisnoop", "iptables"},
+		// The service address comes from KUBERNETES_SERVICE_HOST and
+		// _PORT, which the kubelet sets in every container.
 		Args: []string{
 			"--proxy-port=" + strconv.Itoa(ProxyPort),
 			"--exclude-uid=" + strconv.FormatInt(ProxyUID, 10),
-			// The kubelet sets these from the kubernetes Service.
-			"--service-host=$(KUBERNETES_SERVICE_HOST)",
-			"--service-port=$(KUBERNETES_SERVICE_PORT)",
 		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
