@@ -37,9 +37,12 @@ type CSRSignerReconciler struct {
 	// CA returns the signing CA (kept in a Secret of the operator's
 	// namespace).
 	CA func(ctx context.Context) (*signer.CA, error)
-	// Policy returns the approval policy; the kubernetes Service's address is
-	// looked up when it is built, so it is a function.
-	Policy func(ctx context.Context) (signer.ProxyPolicy, error)
+	// Requester is the only user whose requests are approved: the
+	// operator's own identity.
+	Requester string
+	// Names gives the names a certificate may carry; the kubernetes
+	// Service's address is looked up for each request.
+	Names *ProxyNames
 }
 
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch;create
@@ -58,10 +61,11 @@ func (r *CSRSignerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		hasCondition(csr, certificatesv1.CertificateDenied) || hasCondition(csr, certificatesv1.CertificateFailed) {
 		return ctrl.Result{}, nil
 	}
-	policy, err := r.Policy(ctx)
+	dnsNames, ips, err := r.Names.Get(ctx)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("build signer policy: %w", err)
 	}
+	policy := signer.ProxyPolicy{Requester: r.Requester, DNSNames: dnsNames, IPs: ips}
 	parsed, denied := policy.Check(csr)
 
 	if !hasCondition(csr, certificatesv1.CertificateApproved) {

@@ -153,6 +153,7 @@ var _ = Describe("The proxy certificate signer", func() {
 	})
 
 	It("issues the proxy's pair into a Secret and renews it when its names change", func() {
+		grantCSRCreate(operatorUser)
 		requests, err := kubernetes.NewForConfig(impersonating(operatorUser))
 		Expect(err).NotTo(HaveOccurred())
 		issuer := &ProxyCertIssuer{
@@ -181,9 +182,8 @@ var _ = Describe("The proxy certificate signer", func() {
 		Expect(secret.Data[corev1.TLSCertKey]).To(Equal(first))
 
 		By("issuing again for new names")
-		proxyNames.ClusterDomain = "example.internal" // the signer's policy follows
+		proxyNames.ClusterDomain = "example.internal" // shared with the signer
 		DeferCleanup(func() { proxyNames.ClusterDomain = "cluster.local" })
-		issuer.Names = proxyNames
 		_, err = issuer.Ensure(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(k8sClient.Get(ctx, issuer.Secret, secret)).To(Succeed())

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,8 +38,8 @@ const SecretKeyCA = "ca.crt"
 // CAStore keeps the operator's CA in a Secret of its own namespace, making it
 // on first use. It caches what it read: the CA changes only by hand.
 type CAStore struct {
-	// Client should not be the manager's cached client: a cached Get
-	// would watch and keep every Secret of the cluster.
+	// Client must not read Secrets from a cache, which would watch and keep
+	// every Secret of the cluster (manager.New switches that cache off).
 	Client client.Client
 	Secret types.NamespacedName
 
@@ -88,19 +89,19 @@ func (s *CAStore) Get(ctx context.Context) (*signer.CA, error) {
 // ProxyNames looks up the names a proxy certificate carries and the signer
 // allows: the kubernetes Service's ClusterIP and DNS names, and loopback.
 type ProxyNames struct {
-	// Client reads one Service; an uncached one avoids watching them all.
+	// Client reads one Service; as for CAStore, not from a cache.
 	Client        client.Client
 	ClusterDomain string
 }
 
 // Get reads the kubernetes Service's address.
-func (n ProxyNames) Get(ctx context.Context) (dnsNames []string, ips []net.IP, err error) {
+func (n *ProxyNames) Get(ctx context.Context) (dnsNames []string, ips []net.IP, err error) {
 	svc := &corev1.Service{}
 	if err := n.Client.Get(ctx, types.NamespacedName{Namespace: metav1.NamespaceDefault, Name: "kubernetes"}, svc); err != nil {
 		return nil, nil, fmt.Errorf("get the kubernetes service: %w", err)
 	}
 	var serviceIPs []net.IP
-	for _, s := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+	for _, s := range svc.Spec.ClusterIPs { // the first is spec.clusterIP
 		if ip := net.ParseIP(s); ip != nil {
 			serviceIPs = append(serviceIPs, ip)
 		}
@@ -123,7 +124,7 @@ type ProxyCertIssuer struct {
 	// CA gives the CA certificate stored beside the pair (ca.crt).
 	CA     func(ctx context.Context) (*signer.CA, error)
 	Secret types.NamespacedName
-	Names  ProxyNames
+	Names  *ProxyNames
 	// Validity asked for; zero means DefaultProxyCertValidity.
 	Validity time.Duration
 	// RetryAfter is the pause after a failed attempt; zero means 30s.
@@ -248,18 +249,5 @@ func renewalTime(c *x509.Certificate) time.Time {
 }
 
 func sameNames(c *x509.Certificate, dnsNames []string, ips []net.IP) bool {
-	if len(c.DNSNames) != len(dnsNames) || len(c.IPAddresses) != len(ips) {
-		return false
-	}
-	for k, name := range dnsNames {
-		if c.DNSNames[k] != name {
-			return false
-		}
-	}
-	for k, ip := range ips {
-		if !c.IPAddresses[k].Equal(ip) {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(c.DNSNames, dnsNames) && slices.EqualFunc(c.IPAddresses, ips, net.IP.Equal)
 }

@@ -148,7 +148,12 @@ var _ = Describe("SnoopSession controller", func() {
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		matched := func(g Gomega) snoopv1alpha1.PodCounts { return getSession(s)(g).Status.Pods }
 
-		Eventually(matched).Should(Equal(snoopv1alpha1.PodCounts{}))
+		// Reconciled once (observedGeneration set) with nothing matched yet.
+		Eventually(func(g Gomega) snoopv1alpha1.PodCounts {
+			got := getSession(s)(g)
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+			return got.Status.Pods
+		}).Should(Equal(snoopv1alpha1.PodCounts{}))
 		a := newPod(ns, "a", map[string]string{"app": "demo"})
 		newPod(ns, "b", map[string]string{"app": "demo"})
 		newPod(ns, "other", map[string]string{"app": "other"})

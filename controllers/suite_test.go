@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
+	apisnoopscheme "apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -31,7 +31,7 @@ const (
 
 var (
 	caStore    *CAStore
-	proxyNames ProxyNames
+	proxyNames *ProxyNames
 
 	cfg       *rest.Config
 	k8sClient client.Client // uncached, for assertions
@@ -57,7 +57,7 @@ var _ = BeforeSuite(func() {
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 
-	scheme := newTestScheme()
+	scheme := apisnoopscheme.New()
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -75,14 +75,12 @@ var _ = BeforeSuite(func() {
 	// only, with its CA in the operator's namespace.
 	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
 	caStore = &CAStore{Client: k8sClient, Secret: types.NamespacedName{Namespace: operatorNamespace, Name: "apisnoop-ca"}}
-	proxyNames = ProxyNames{Client: k8sClient, ClusterDomain: "cluster.local"}
+	proxyNames = &ProxyNames{Client: k8sClient, ClusterDomain: "cluster.local"}
 	Expect((&CSRSignerReconciler{
-		Client: mgr.GetClient(),
-		CA:     caStore.Get,
-		Policy: func(ctx context.Context) (signer.ProxyPolicy, error) {
-			dnsNames, ips, err := proxyNames.Get(ctx)
-			return signer.ProxyPolicy{Requester: operatorUser, DNSNames: dnsNames, IPs: ips}, err
-		},
+		Client:    mgr.GetClient(),
+		CA:        caStore.Get,
+		Requester: operatorUser,
+		Names:     proxyNames,
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	go func() {

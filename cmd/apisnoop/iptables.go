@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"apisnoop.dev/kube-apisnoop/internal/redirect"
+	"apisnoop.dev/kube-apisnoop/internal/webhook"
 )
 
 func newIPTablesCommand() *cobra.Command {
@@ -53,8 +54,8 @@ their own, written through netlink; installing twice replaces them and
 	f := cmd.Flags()
 	f.StringVar(&serviceHost, "service-host", os.Getenv("KUBERNETES_SERVICE_HOST"), "the kubernetes Service's IP")
 	f.Uint16Var(&servicePort, "service-port", uint16(defaultPort), "the kubernetes Service's port")
-	f.Uint16Var(&proxyPort, "proxy-port", 15443, "the recording proxy's port on loopback")
-	f.Uint32Var(&excludeUID, "exclude-uid", 15337, "the recording proxy's user, whose connections are not redirected")
+	f.Uint16Var(&proxyPort, "proxy-port", webhook.ProxyPort, "the recording proxy's port on loopback")
+	f.Uint32Var(&excludeUID, "exclude-uid", uint32(webhook.ProxyUID), "the recording proxy's user, whose connections are not redirected")
 	f.BoolVar(&cleanup, "cleanup", false, "remove the rules instead")
 	return cmd
 }

@@ -26,6 +26,9 @@ func newManagerCommand() *cobra.Command {
 		Short: "Run the operator: the SnoopSession controller",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			if opConfig.Namespace == "" {
+				opConfig.Namespace = operatorNamespace()
+			}
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w", err)
@@ -46,7 +49,7 @@ func newManagerCommand() *cobra.Command {
 	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, like :8443; 0 disables it")
 	cmd.Flags().StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
-	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", operatorNamespace(), "Namespace of the operator's CA and proxy certificate Secrets")
+	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", "", "Namespace of the operator's CA and proxy certificate Secrets (default: the pod's, else apisnoop-system)")
 	cmd.Flags().StringVar(&opConfig.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, named in the proxy certificate")
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(zfs)

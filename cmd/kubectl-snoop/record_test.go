@@ -44,7 +44,10 @@ func clientCertKubeconfig(t *testing.T) string {
 		if data, envErr = user.KubeConfig(); envErr != nil {
 			return
 		}
-		dir, _ := os.MkdirTemp("", "kubectl-snoop-test")
+		var dir string
+		if dir, envErr = os.MkdirTemp("", "kubectl-snoop-test"); envErr != nil {
+			return
+		}
 		envKubeconfig = filepath.Join(dir, "kubeconfig")
 		envErr = os.WriteFile(envKubeconfig, data, 0o600)
 	})
@@ -61,6 +64,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if env != nil {
 		_ = env.Stop()
+	}
+	if envKubeconfig != "" {
+		os.RemoveAll(filepath.Dir(envKubeconfig))
 	}
 	os.Exit(code)
 }

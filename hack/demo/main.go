@@ -32,12 +32,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/controllers"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/report"
+	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -82,7 +84,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	}
 
 	step("Running the manager against it (namespace %s)", operatorNamespace)
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}
@@ -147,7 +149,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	}
 
 	step("An invalid session is refused with a message that names the field")
-	bad := filepath.Join(os.TempDir(), "apisnoop-demo-invalid.yaml")
+	bad := filepath.Join(workDir, "invalid-session.yaml")
 	if err := os.WriteFile(bad, []byte(invalidSession), 0o600); err != nil {
 		return fmt.Errorf("write invalid sample: %w", err)
 	}
@@ -204,7 +206,7 @@ func printProxyCert(ctx context.Context, c client.Client) error {
 	if err != nil {
 		return err
 	}
-	ca, err := certutil.ParseCertsPEM(secret.Data["ca.crt"])
+	ca, err := certutil.ParseCertsPEM(secret.Data[controllers.SecretKeyCA])
 	if err != nil {
 		return err
 	}

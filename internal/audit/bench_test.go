@@ -48,6 +48,15 @@ var (
 	benchLines   int
 )
 
+// TestMain removes the generated log (about 0.9 GB) when the run ends.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchLog != "" {
+		os.RemoveAll(filepath.Dir(benchLog))
+	}
+	os.Exit(code)
+}
+
 // generatedLog writes a realistic Metadata-level audit log once per run.
 func generatedLog(b *testing.B) (string, int) {
 	benchLogOnce.Do(func() {

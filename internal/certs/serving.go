@@ -34,7 +34,6 @@ type ServingFiles struct {
 
 	mu              sync.Mutex // guards what follows: one reload at a time
 	certPEM, keyPEM []byte
-	lastErr         error
 }
 
 // NewServingFiles loads the pair once and fails when it does not load.
@@ -80,21 +79,13 @@ func (s *ServingFiles) Reload() (bool, error) {
 			}
 			var pair tls.Certificate
 			if pair, err = tls.X509KeyPair(certPEM, keyPEM); err == nil {
-				s.certPEM, s.keyPEM, s.lastErr = certPEM, keyPEM, nil
+				s.certPEM, s.keyPEM = certPEM, keyPEM
 				s.current.Store(&pair)
 				return true, nil
 			}
 		}
 	}
-	s.lastErr = fmt.Errorf("load serving certificate: %w", err)
-	return false, s.lastErr
-}
-
-// Err is the last reload's error, nil when the files loaded.
-func (s *ServingFiles) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastErr
+	return false, fmt.Errorf("load serving certificate: %w", err)
 }
 
 // GetCertificate is tls.Config.GetCertificate: the current pair.

@@ -8,30 +8,20 @@ import (
 	"fmt"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
-	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/controllers"
-	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
+	"apisnoop.dev/kube-apisnoop/internal/scheme"
+	"apisnoop.dev/kube-apisnoop/internal/webhook"
 )
-
-// NewScheme returns a scheme with the built-in types and the SnoopSession API.
-func NewScheme() *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(snoopv1alpha1.AddToScheme(scheme))
-	return scheme
-}
 
 // Config is what the operator needs to know about where it runs.
 type Config struct {
@@ -42,18 +32,25 @@ type Config struct {
 	ClusterDomain string
 }
 
-// Names of the operator's Secrets in its namespace.
+// Names of the operator's Secrets in its namespace. The proxy's pair has the
+// name the injected sidecars mount it by.
 const (
 	CASecretName        = "apisnoop-ca"
-	ProxyCertSecretName = "apisnoop-proxy-tls"
+	ProxyCertSecretName = webhook.ProxyCertSecret
 )
 
 // New returns a manager running every controller of the operator. opts.Scheme
-// is set when empty.
+// is set when empty, and the manager's client reads Secrets and Services
+// from the API server, uncached: the operator reads a few of them rarely, and
+// a cache would watch and keep every Secret of the cluster.
 func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, error) {
 	if opts.Scheme == nil {
-		opts.Scheme = NewScheme()
+		opts.Scheme = scheme.New()
 	}
+	if opts.Client.Cache == nil {
+		opts.Client.Cache = &client.CacheOptions{}
+	}
+	opts.Client.Cache.DisableFor = append(opts.Client.Cache.DisableFor, &corev1.Secret{}, &corev1.Service{})
 	if opConfig.Namespace == "" {
 		return nil, errors.New("create manager: the operator's namespace is required")
 	}
@@ -86,26 +83,18 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up SnoopSession controller: %w", err)
 	}
-	// The certificate parts read a few objects rarely: uncached, so that the
-	// manager neither watches nor keeps the cluster's Secrets and Services.
-	direct, err := client.New(cfg, client.Options{Scheme: opts.Scheme})
-	if err != nil {
-		return nil, fmt.Errorf("create client: %w", err)
-	}
-	caStore := &controllers.CAStore{Client: direct, Secret: types.NamespacedName{Namespace: opConfig.Namespace, Name: CASecretName}}
-	names := controllers.ProxyNames{Client: direct, ClusterDomain: opConfig.ClusterDomain}
+	caStore := &controllers.CAStore{Client: mgr.GetClient(), Secret: types.NamespacedName{Namespace: opConfig.Namespace, Name: CASecretName}}
+	names := &controllers.ProxyNames{Client: mgr.GetClient(), ClusterDomain: opConfig.ClusterDomain}
 	if err := (&controllers.CSRSignerReconciler{
-		Client: mgr.GetClient(),
-		CA:     caStore.Get,
-		Policy: func(ctx context.Context) (signer.ProxyPolicy, error) {
-			dnsNames, ips, err := names.Get(ctx)
-			return signer.ProxyPolicy{Requester: self.Status.UserInfo.Username, DNSNames: dnsNames, IPs: ips}, err
-		},
+		Client:    mgr.GetClient(),
+		CA:        caStore.Get,
+		Requester: self.Status.UserInfo.Username,
+		Names:     names,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up CSR signer: %w", err)
 	}
 	if err := mgr.Add(&controllers.ProxyCertIssuer{
-		Client:   direct,
+		Client:   mgr.GetClient(),
 		Requests: clientset,
 		CA:       caStore.Get,
 		Secret:   types.NamespacedName{Namespace: opConfig.Namespace, Name: ProxyCertSecretName},

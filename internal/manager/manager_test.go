@@ -32,6 +32,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/certs"
 	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
+	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -66,7 +67,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	cfg, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	admin, err = client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	admin, err = client.New(cfg, client.Options{Scheme: scheme.New()})
 	Expect(err).NotTo(HaveOccurred())
 
 	Expect(admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())

@@ -486,6 +486,7 @@ func TestClientBearerTokenForwarded(t *testing.T) {
 	if want := "system:serviceaccount:" + ns + ":snooper"; review.Status.UserInfo.Username != want {
 		t.Fatalf("API server saw %q, want %q (status %s)", review.Status.UserInfo.Username, want, resp.Status)
 	}
+	events.waitFor(t, "for the review", completeFor(http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews"))
 	for _, ev := range events.all() {
 		if bytes.Contains(mustJSON(t, ev), []byte(token.Status.Token)) {
 			t.Errorf("event carries the token")

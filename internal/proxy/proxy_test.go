@@ -146,6 +146,11 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 			t.Errorf("response body differs: %d bytes, want %d", len(got), len(responseBody))
 		}
 	}
+	// One completion per client.
+	events.waitFor(t, "for both posts", func(record.Event) bool { return len(events.all()) >= 2 })
+	if n := len(events.all()); n != 2 {
+		t.Errorf("%d events, want one per post", n)
+	}
 	for _, ev := range events.all() {
 		if ev.BytesIn != int64(len(requestBody)) || ev.BytesOut != int64(len(responseBody)) {
 			t.Errorf("event counted in=%d out=%d, want %d/%d", ev.BytesIn, ev.BytesOut, len(requestBody), len(responseBody))

@@ -119,24 +119,3 @@ func Remove() error {
 	}
 	return nil
 }
-
-// Count returns how many rules are installed, for checks and tests.
-func Count() (int, error) {
-	conn, err := nftables.New()
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, family := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
-		table, err := conn.ListTableOfFamily(TableName, family)
-		if err != nil {
-			continue // no such table
-		}
-		rules, err := conn.GetRules(table, &nftables.Chain{Name: "output", Table: table})
-		if err != nil {
-			return 0, err
-		}
-		n += len(rules)
-	}
-	return n, nil
-}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -130,25 +131,20 @@ func (h *PodInjector) injectionFor(ctx context.Context, ns string, pod *corev1.P
 // for "cluster" the minor version the controller found ("cluster v1.37.2"
 // gives 1.37).
 func releaseOf(s *snoopv1alpha1.SnoopSession) string {
-	if s.Spec.KubernetesRelease != "cluster" {
+	if s.Spec.KubernetesRelease != snoopv1alpha1.ClusterRelease {
 		return s.Spec.KubernetesRelease
 	}
-	v := strings.TrimPrefix(strings.TrimPrefix(s.Status.Release, "cluster "), "v")
-	if parts := strings.SplitN(v, ".", 3); len(parts) >= 2 {
-		return parts[0] + "." + parts[1]
+	v, err := version.ParseGeneric(strings.TrimPrefix(s.Status.Release, snoopv1alpha1.ClusterRelease+" "))
+	if err != nil {
+		return s.Status.Release
 	}
-	return v
+	return fmt.Sprintf("%d.%d", v.Major(), v.Minor())
 }
 
 // admitUnchanged is the fail-open answer.
-func admitUnchanged(log interface {
-	Error(error, string, ...any)
-}, req admission.Request, err error) admission.Response {
+func admitUnchanged(log logr.Logger, req admission.Request, err error) admission.Response {
 	log.Error(err, "Admitting pod unrecorded", "namespace", req.Namespace, "name", req.Name)
-	resp := admission.Allowed("")
-	resp.Warnings = []string{"apisnoop: pod admitted unrecorded: " + err.Error()}
-	resp.Result.Code = http.StatusOK
-	return resp
+	return admission.Allowed("").WithWarnings("apisnoop: pod admitted unrecorded: " + err.Error())
 }
 
 func podName(req admission.Request, pod *corev1.Pod) string {

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
@@ -70,7 +71,7 @@ var _ = Describe("The pod webhook", Ordered, func() {
 		ns := newNamespace()
 		readySession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Interception = snoopv1alpha1.InterceptionEnv
-			s.Spec.Recording = snoopv1alpha1.Recording{RequestBodies: true, MaxBodyBytes: ptrTo[int32](2048)}
+			s.Spec.Recording = snoopv1alpha1.Recording{RequestBodies: true, MaxBodyBytes: ptr.To[int32](2048)}
 		})
 		pod := createPod(ns, "selected", map[string]string{"app": "demo"})
 		Expect(names(pod.Spec.InitContainers)).To(Equal([]string{targets.ProxyContainerName, "migrate"}))
@@ -115,5 +116,3 @@ var _ = Describe("The pod webhook", Ordered, func() {
 		}).Should(ContainElement(targets.ProxyContainerName))
 	})
 })
-
-func ptrTo[T any](v T) *T { return &v }

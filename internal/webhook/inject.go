@@ -72,14 +72,12 @@ func Inject(pod *corev1.Pod, in Injection) bool {
 	if targets.HasProxy(pod) {
 		return false
 	}
-	front := []corev1.Container{}
-	if in.Mode != snoopv1alpha1.InterceptionEnv {
-		front = append(front, IPTablesContainer(in))
-	}
-	front = append(front, ProxyContainer(in))
+	front := []corev1.Container{ProxyContainer(in)}
 	if in.Mode == snoopv1alpha1.InterceptionEnv {
 		pointAtProxy(pod.Spec.InitContainers)
 		pointAtProxy(pod.Spec.Containers)
+	} else {
+		front = append([]corev1.Container{IPTablesContainer(in)}, front...)
 	}
 	// First, so that the user's own init containers are recorded too.
 	pod.Spec.InitContainers = append(front, pod.Spec.InitContainers...)

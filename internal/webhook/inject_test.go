@@ -128,3 +128,16 @@ func TestInjectEnv(t *testing.T) {
 		t.Error("a collector token without a collector")
 	}
 }
+
+func TestReleaseOf(t *testing.T) {
+	for _, tt := range []struct{ spec, status, want string }{
+		{"1.33", "1.33", "1.33"},
+		{snoopv1alpha1.ClusterRelease, "cluster v1.37.2", "1.37"},
+		{snoopv1alpha1.ClusterRelease, "cluster v1.38.0-alpha.1+abc", "1.38"},
+	} {
+		s := &snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{KubernetesRelease: tt.spec}, Status: snoopv1alpha1.SnoopSessionStatus{Release: tt.status}}
+		if got := releaseOf(s); got != tt.want {
+			t.Errorf("releaseOf(%s, %q) = %q, want %q", tt.spec, tt.status, got, tt.want)
+		}
+	}
+}
