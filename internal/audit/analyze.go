@@ -41,9 +41,7 @@ func Analyze(r io.Reader, m *match.Matcher, d *coverage.Delta, progress func(Sta
 		if err != nil {
 			return reader.Stats(), err
 		}
-		method := ev.Method()
-		res := m.MatchRequestURI(method, ev.RequestURI)
-		d.Add(coverage.NewHit(res, method, ev.Code(), Client(ev)))
+		d.Add(coverage.NewHit(Match(m, ev), ev.Method(), ev.Code(), Client(ev)))
 		if progress != nil && reader.stats.Lines >= next {
 			progress(reader.Stats())
 			next += progressEvery

@@ -31,12 +31,6 @@ type ConnectConfig struct {
 	// trust CA.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	CA             *tls.Certificate
-	// Dial opens the tunnels to other hosts; nil means a plain net.Dialer.
-	// Proxy environment variables are never consulted: this process is
-	// likely the HTTPS_PROXY itself.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// ErrorLog receives goproxy's warnings; nil discards them.
-	ErrorLog *log.Logger
 }
 
 // ConnectProxy is the CONNECT-mode proxy; it is an http.Handler to be served
@@ -72,16 +66,10 @@ func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
 
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = log.New(io.Discard, "", 0)
-	if cfg.ErrorLog != nil {
-		gp.Logger = cfg.ErrorLog
-	}
-	dial := cfg.Dial
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	// NewProxyHttpServer dials through $HTTPS_PROXY when set; we may be it.
+	// NewProxyHttpServer dials through $HTTPS_PROXY when set; this process
+	// is likely the HTTPS_PROXY itself, so tunnels are dialled directly.
 	gp.ConnectDial = nil
-	gp.Tr = &http.Transport{DialContext: dial}
+	gp.Tr = &http.Transport{DialContext: (&net.Dialer{}).DialContext}
 
 	c := &ConnectProxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: newConnQueue()}
 	for _, hostport := range cfg.Intercept {

@@ -18,7 +18,6 @@ import (
 type exchange struct {
 	proxy       *Proxy
 	base        record.Event // the fields known when the request arrives
-	start       time.Time
 	longRunning bool
 	watch       bool
 
@@ -33,14 +32,12 @@ type exchange struct {
 // begin starts recording a request. Only the User-Agent is taken from the
 // headers: events never carry any other header.
 func (p *Proxy) begin(r *http.Request) *exchange {
-	start := time.Now()
 	ex := &exchange{
 		proxy: p,
-		start: start,
 		watch: isWatch(r.Method, r.URL),
 		base: record.Event{
 			ID:        p.nextID.Add(1),
-			Time:      start,
+			Time:      time.Now(),
 			Method:    r.Method,
 			Path:      r.URL.Path,
 			RawQuery:  r.URL.RawQuery,
@@ -48,9 +45,7 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 		},
 	}
 	ex.longRunning = ex.watch || isUpgrade(r.Header)
-	if p.identity != nil {
-		ex.base.Client = p.identity(r)
-	}
+	ex.base.Client = p.identity
 	if p.keepBodies {
 		ex.body = &bodyCapture{limit: p.maxBody}
 	}
@@ -97,7 +92,7 @@ func (ex *exchange) event(stage record.Stage) record.Event {
 	ev := ex.base
 	ev.Stage = stage
 	ev.Status = ex.status
-	ev.Duration = time.Since(ex.start)
+	ev.Duration = time.Since(ex.base.Time)
 	ev.BytesIn = ex.bytesIn.Load()
 	ev.BytesOut = ex.bytesOut.Load()
 	ev.Upgraded = ex.upgraded
@@ -107,9 +102,6 @@ func (ex *exchange) event(stage record.Stage) record.Event {
 // observe hands an event to the observer. A failing observer must never
 // break the traffic it watches, so a panic is logged and forgotten.
 func (p *Proxy) observe(ev *record.Event) {
-	if p.observer == nil {
-		return
-	}
 	defer func() {
 		if v := recover(); v != nil {
 			p.logf("apisnoop proxy: observer panicked on %s %s: %v", ev.Method, ev.Path, v)

@@ -39,9 +39,9 @@ type Config struct {
 	UpgradeTransport http.RoundTripper
 	// Observer receives the events; nil records nothing.
 	Observer record.Observer
-	// Identity, when set, says who the client is (pod, namespace, service
-	// account). It must not return credentials.
-	Identity func(*http.Request) record.Identity
+	// Identity says who the client is (pod, namespace, service account):
+	// the pod the sidecar serves. It must hold no credentials.
+	Identity record.Identity
 	// KeepBodies puts the request body, capped at MaxBodyBytes and with
 	// Secret data redacted, into ResponseComplete events. The body still
 	// travels upstream unchanged and uncapped.
@@ -59,7 +59,7 @@ const defaultMaxBodyBytes = 64 << 10
 type Proxy struct {
 	reverse    *httputil.ReverseProxy
 	observer   record.Observer
-	identity   func(*http.Request) record.Identity
+	identity   record.Identity
 	keepBodies bool
 	maxBody    int
 	errorLog   *log.Logger

@@ -4,7 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // upgradeAwareTransport sends upgrade requests over HTTP/1.1 and everything
@@ -25,14 +26,7 @@ func (t *upgradeAwareTransport) RoundTrip(req *http.Request) (*http.Response, er
 
 // isUpgrade reports whether a request asks to switch protocols.
 func isUpgrade(h http.Header) bool {
-	for _, value := range h["Connection"] {
-		for token := range strings.SplitSeq(value, ",") {
-			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
+	return httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
 }
 
 // upgradeTransportFor returns the configured upgrade transport or derives an

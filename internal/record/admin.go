@@ -13,16 +13,12 @@ import (
 // AdminHandler serves the proxy's own endpoints: /healthz, /readyz,
 // Prometheus /metrics, and /results, the read-only coverage of everything
 // recorded so far (?format=json|table|markdown). shipper may be nil.
-func AdminHandler(rec *Recorder, shipper *Shipper, metrics *Metrics, ready func() bool) http.Handler {
+func AdminHandler(rec *Recorder, shipper *Shipper, metrics *Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ready != nil && !ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
+	// Ready as soon as it serves: the serving certificate and the catalog
+	// are loaded before the listeners open.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	if metrics != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 	}

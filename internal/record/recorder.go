@@ -34,25 +34,31 @@ func NewRecorder(m *match.Matcher, metrics *Metrics) *Recorder {
 // otherwise at ResponseComplete.
 func (r *Recorder) Observe(ev *Event) {
 	r.metrics.observe(ev)
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	switch ev.Stage {
 	case StageResponseStarted:
+		r.mu.Lock()
 		r.started[ev.ID] = struct{}{}
+		r.mu.Unlock()
 	case StageResponseComplete:
-		if _, counted := r.started[ev.ID]; counted {
-			delete(r.started, ev.ID)
+		r.mu.Lock()
+		_, counted := r.started[ev.ID]
+		delete(r.started, ev.ID)
+		r.mu.Unlock()
+		if counted {
 			return
 		}
 	default:
 		return
 	}
+	// Matching needs no lock: the matcher is safe for concurrent use.
 	res := r.matcher.Match(ev.Method, ev.Path, ev.RawQuery)
 	hit := coverage.NewHit(res, ev.Method, ev.Status, coverage.Client{
 		Pod: ev.Client.Pod, Namespace: ev.Client.Namespace, ServiceAccount: ev.Client.ServiceAccount,
 		User: ev.Client.User, UserAgent: ev.UserAgent,
 	})
+	r.mu.Lock()
 	r.pending.Add(hit)
+	r.mu.Unlock()
 	r.metrics.counted(res.Operation == nil)
 }
 

@@ -157,7 +157,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			IdleConnTimeout:     90 * time.Second,
 		},
 		Observer:     rec,
-		Identity:     func(*http.Request) record.Identity { return o.identity },
+		Identity:     o.identity,
 		KeepBodies:   o.keepBodies,
 		MaxBodyBytes: o.maxBodyBytes,
 		ErrorLog:     log.New(os.Stderr, "proxy: ", log.LstdFlags),
@@ -193,7 +193,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.adminListen, err)
 	}
-	adminHandler := record.AdminHandler(rec, shipper, metrics, nil)
+	adminHandler := record.AdminHandler(rec, shipper, metrics)
 	if o.profiling {
 		mux := http.NewServeMux()
 		mux.Handle("/", adminHandler)

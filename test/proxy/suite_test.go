@@ -111,10 +111,8 @@ func setUp(dir string) error {
 		Upstream:  upstream,
 		Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true},
 		Observer:  tee{recorder, events},
-		Identity: func(*http.Request) record.Identity {
-			return record.Identity{Pod: "app-0", Namespace: "shop", ServiceAccount: "app"}
-		},
-		ErrorLog: log.New(io.Discard, "", 0),
+		Identity:  record.Identity{Pod: "app-0", Namespace: "shop", ServiceAccount: "app"},
+		ErrorLog:  log.New(io.Discard, "", 0),
 	})
 	if err != nil {
 		return err
