@@ -274,15 +274,20 @@ var _ = Describe("Matching fidelity", func() {
 		crdFile := filepath.Join(dir, "crd.yaml")
 		Expect(os.WriteFile(crdFile, []byte(crd), 0o600)).To(Succeed())
 
+		// The custom resource every kubectl then creates, lists and deletes.
+		defaultKubectl, err := testenv.Kubectl("kubectl")
+		Expect(err).NotTo(HaveOccurred())
+		for _, args := range [][]string{{"apply", "-f", crdFile}, {"wait", "--for=condition=Established", "-f", crdFile}} {
+			out, err := exec.Command(defaultKubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), "%s", out)
+		}
+
 		var driven []string
 		for _, k := range kubectls {
 			path, err := testenv.Kubectl(k)
 			if err != nil {
 				GinkgoWriter.Printf("skipping %s: not installed\n", k)
 				continue
-			}
-			if k == "kubectl" {
-				_ = exec.Command(path, "--kubeconfig", kubeconfig, "apply", "-f", crdFile).Run()
 			}
 			driveKubectl(path, dir)
 			driven = append(driven, k)
