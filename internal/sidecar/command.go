@@ -107,8 +107,8 @@ const sidecarMemoryLimit = 24 << 20
 // chain of goroutine hand-offs (TLS reader, HTTP/2 serve loop, handler,
 // upstream read loop); on one P they are run-queue operations, on several
 // they are futex wake-ups of idle threads. Measured with 4 requests in
-// flight: 218–240 µs of CPU per proxied GET on one P against 275–352 µs on
-// two. One core of proxying is thousands of requests per second, far above
+// flight on two cores: 218–300 µs of CPU per proxied GET on one P (median
+// about 235) against 275–352 µs on two (median about 320). One core of proxying is thousands of requests per second, far above
 // what a pod's clients send. GOMAXPROCS overrides it.
 const sidecarProcs = 1
 
