@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
+	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 )
 
@@ -23,10 +24,6 @@ const (
 	ReasonPolicyDenied   = "ApisnoopPolicyDenied"
 	ReasonSignFailed     = "ApisnoopSignFailed"
 )
-
-// DefaultProxyCertValidity is how long a proxy serving certificate lives
-// when the request does not ask for less. The issuer renews at two thirds.
-const DefaultProxyCertValidity = 30 * 24 * time.Hour
 
 // CSRSignerReconciler is the signer for signer.ProxySignerName: it approves
 // the requests its policy allows, denies the others with the reason, and
@@ -42,7 +39,7 @@ type CSRSignerReconciler struct {
 	Requester string
 	// Names gives the names a certificate may carry; the kubernetes
 	// Service's address is looked up for each request.
-	Names *ProxyNames
+	Names *issuer.ProxyNames
 }
 
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch;create
@@ -97,7 +94,7 @@ func (r *CSRSignerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("load CA: %w", err)
 	}
-	validity := DefaultProxyCertValidity
+	validity := issuer.DefaultProxyCertValidity
 	if s := csr.Spec.ExpirationSeconds; s != nil && time.Duration(*s)*time.Second < validity {
 		validity = time.Duration(*s) * time.Second
 	}

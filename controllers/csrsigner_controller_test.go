@@ -20,6 +20,7 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 )
 
@@ -128,7 +129,7 @@ var _ = Describe("The proxy certificate signer", func() {
 			_, err := leaf[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: name, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 			Expect(err).NotTo(HaveOccurred(), name)
 		}
-		Expect(leaf[0].NotAfter).To(BeTemporally("~", time.Now().Add(DefaultProxyCertValidity), time.Hour))
+		Expect(leaf[0].NotAfter).To(BeTemporally("~", time.Now().Add(issuer.DefaultProxyCertValidity), time.Hour))
 	})
 
 	DescribeTable("denies, saying why,",
@@ -156,37 +157,39 @@ var _ = Describe("The proxy certificate signer", func() {
 		grantCSRCreate(operatorUser)
 		requests, err := kubernetes.NewForConfig(impersonating(operatorUser))
 		Expect(err).NotTo(HaveOccurred())
-		issuer := &ProxyCertIssuer{
+		proxyIssuer := &issuer.ProxyCertIssuer{
 			Client: k8sClient, Requests: requests, CA: caStore.Get, Names: proxyNames,
 			Secret: client.ObjectKey{Namespace: operatorNamespace, Name: "test-proxy-tls"},
 		}
 		DeferCleanup(func() {
 			_ = k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "test-proxy-tls"}})
 		})
-		next, err := issuer.Ensure(ctx)
+		next, issued, err := proxyIssuer.Ensure(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(next).To(BeTemporally("~", time.Now().Add(DefaultProxyCertValidity*2/3), time.Hour))
+		Expect(issued).To(BeTrue())
+		Expect(next).To(BeTemporally("~", time.Now().Add(issuer.DefaultProxyCertValidity*2/3), time.Hour))
 
 		secret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, issuer.Secret, secret)).To(Succeed())
+		Expect(k8sClient.Get(ctx, proxyIssuer.Secret, secret)).To(Succeed())
 		Expect(secret.Type).To(Equal(corev1.SecretTypeTLS))
 		ca, err := caStore.Get(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(secret.Data[SecretKeyCA]).To(Equal(ca.CertPEM))
+		Expect(secret.Data[issuer.SecretKeyCA]).To(Equal(ca.CertPEM))
 		first := secret.Data[corev1.TLSCertKey]
 
 		By("keeping a pair that is current")
-		_, err = issuer.Ensure(ctx)
+		_, issued, err = proxyIssuer.Ensure(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(k8sClient.Get(ctx, issuer.Secret, secret)).To(Succeed())
+		Expect(issued).To(BeFalse())
+		Expect(k8sClient.Get(ctx, proxyIssuer.Secret, secret)).To(Succeed())
 		Expect(secret.Data[corev1.TLSCertKey]).To(Equal(first))
 
 		By("issuing again for new names")
 		proxyNames.ClusterDomain = "example.internal" // shared with the signer
 		DeferCleanup(func() { proxyNames.ClusterDomain = "cluster.local" })
-		_, err = issuer.Ensure(ctx)
+		_, _, err = proxyIssuer.Ensure(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(k8sClient.Get(ctx, issuer.Secret, secret)).To(Succeed())
+		Expect(k8sClient.Get(ctx, proxyIssuer.Secret, secret)).To(Succeed())
 		leaf, err := certutil.ParseCertsPEM(secret.Data[corev1.TLSCertKey])
 		Expect(err).NotTo(HaveOccurred())
 		Expect(leaf[0].DNSNames).To(ContainElement("kubernetes.default.svc.example.internal"))

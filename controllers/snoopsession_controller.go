@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,22 +32,21 @@ import (
 const Finalizer = "snoop.apisnoop.dev/finalizer"
 
 // ReleaseResolver finds the catalog of operations a session's
-// kubernetesRelease stands for.
+// kubernetesRelease stands for (releases.Resolver in the operator).
 type ReleaseResolver interface {
 	// Resolve returns the release's catalog, or an error wrapping
-	// ErrUnsupportedRelease.
+	// catalog.ErrUnsupportedRelease whose message is for the user.
 	Resolve(ctx context.Context, release string) (*catalog.Catalog, error)
 }
-
-// ErrUnsupportedRelease is returned by a ReleaseResolver for a release whose
-// API the operator does not know.
-var ErrUnsupportedRelease = errors.New("unsupported release")
 
 // SnoopSessionReconciler reconciles SnoopSessions.
 type SnoopSessionReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Releases ReleaseResolver
+	// Recorder emits the session's milestones as Events (see
+	// recordMilestones); nil emits none.
+	Recorder events.EventRecorder
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 }
@@ -68,11 +68,10 @@ type sessionScope struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings a SnoopSession's status in line with the cluster.
 func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	log := ctrl.LoggerFrom(ctx)
-
 	session := &snoopv1alpha1.SnoopSession{}
 	if err := r.Get(ctx, req.NamespacedName, session); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -96,8 +95,17 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	statusBase := session.DeepCopy()
 	defer func() {
 		if err := r.patchStatus(ctx, session, statusBase, retErr); err != nil {
+			// An unwritten status is retried even after a terminal phase:
+			// the user must see why the session stopped.
+			if errors.Is(retErr, reconcile.TerminalError(nil)) {
+				retErr = nil
+			}
 			retErr = kerrors.NewAggregate([]error{retErr, err})
+			return
 		}
+		// Only once the status is written, so that a failed patch, retried,
+		// does not announce the same milestone twice.
+		r.recordMilestones(statusBase, session)
 	}()
 
 	scope := &sessionScope{session: session}
@@ -105,12 +113,8 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	for _, phase := range phases {
 		res, err := phase(ctx, scope)
 		if err != nil {
-			var stop *terminalError
-			if errors.As(err, &stop) {
-				// The user must change the spec; retrying cannot help.
-				log.Info("SnoopSession needs a spec change", "snoopSession", klog.KObj(session), "reason", stop.reason, "message", stop.message)
-				return ctrl.Result{}, nil
-			}
+			// A terminal error (stopWith) is not retried: the user must
+			// change the spec, and the conditions say what.
 			return ctrl.Result{}, err
 		}
 		result = lowestNonZeroResult(result, res)
@@ -136,7 +140,7 @@ func (r *SnoopSessionReconciler) reconcileDelete(ctx context.Context, session *s
 // resolveRelease sets status.release, or stops with UnsupportedRelease.
 func (r *SnoopSessionReconciler) resolveRelease(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
 	c, err := r.Releases.Resolve(ctx, s.session.Spec.KubernetesRelease)
-	if errors.Is(err, ErrUnsupportedRelease) {
+	if errors.Is(err, catalog.ErrUnsupportedRelease) {
 		return ctrl.Result{}, stopWith(s.session, snoopv1alpha1.ReasonUnsupportedRelease, err.Error())
 	}
 	if err != nil {
@@ -168,13 +172,17 @@ func (r *SnoopSessionReconciler) selectPods(ctx context.Context, s *sessionScope
 // again if it stops at a set time.
 func (r *SnoopSessionReconciler) updateRecording(_ context.Context, s *sessionScope) (ctrl.Result, error) {
 	now := r.now()
-	stopAt, hasStop := stopTime(s.session)
+	stopAt, hasStop := targets.StopTime(s.session)
+	// The cases agree with targets.Injecting, the webhook's rule: Stopped
+	// and Suspended sessions inject nothing, the others inject. Stopped
+	// comes first because it is final: a suspended session past its stop
+	// time will not resume.
 	switch {
-	case s.session.Spec.Suspend:
-		setRecording(s.session, false, snoopv1alpha1.ReasonSuspended, "The session is suspended")
 	case hasStop && !now.Before(stopAt):
 		setRecording(s.session, false, snoopv1alpha1.ReasonStopped, fmt.Sprintf("The session stopped at %s", stopAt.UTC().Format(time.RFC3339)))
 		return ctrl.Result{}, nil
+	case s.session.Spec.Suspend:
+		setRecording(s.session, false, snoopv1alpha1.ReasonSuspended, "The session is suspended")
 	case s.session.Status.Pods.Matched == 0:
 		setRecording(s.session, false, snoopv1alpha1.ReasonNoTargets, "No running pod matches spec.targets")
 	case s.session.Status.Pods.Injected == 0:
@@ -195,17 +203,6 @@ func (r *SnoopSessionReconciler) now() time.Time {
 		return r.Now()
 	}
 	return time.Now()
-}
-
-// stopTime is when the session stops recording, if it is set to stop.
-func stopTime(session *snoopv1alpha1.SnoopSession) (time.Time, bool) {
-	switch {
-	case session.Spec.StopAt != nil:
-		return session.Spec.StopAt.Time, true
-	case session.Spec.Duration != nil:
-		return session.CreationTimestamp.Add(session.Spec.Duration.Duration), true
-	}
-	return time.Time{}, false
 }
 
 func lowestNonZeroResult(a, b ctrl.Result) ctrl.Result {

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,6 +55,22 @@ func getSession(s *snoopv1alpha1.SnoopSession) func(Gomega) *snoopv1alpha1.Snoop
 	return func(g Gomega) *snoopv1alpha1.SnoopSession {
 		got := &snoopv1alpha1.SnoopSession{}
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		return got
+	}
+}
+
+// sessionEvents returns "Type/Reason: note" of the Events about a session, for
+// readable matchers.
+func sessionEvents(s *snoopv1alpha1.SnoopSession) func(Gomega) []string {
+	return func(g Gomega) []string {
+		var list eventsv1.EventList
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(s.Namespace))).To(Succeed())
+		var got []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "SnoopSession" && e.Regarding.Name == s.Name {
+				got = append(got, fmt.Sprintf("%s/%s: %s", e.Type, e.Reason, e.Note))
+			}
+		}
 		return got
 	}
 }
@@ -109,9 +126,12 @@ var _ = Describe("SnoopSession controller", func() {
 			g.Expect(ready.Reason).To(Equal(snoopv1alpha1.ReasonUnsupportedRelease))
 			g.Expect(ready.Message).To(And(ContainSubstring("spec.kubernetesRelease"), ContainSubstring("1.37")))
 			g.Expect(condition(got, snoopv1alpha1.ConditionDegraded)).To(Equal("True/UnsupportedRelease"))
-			// A spec problem is still a successful reconcile of this generation.
+			// A spec problem is still a successful reconcile of this
+			// generation, though it ends with a terminal error.
 			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 		}).Should(Succeed())
+		Eventually(sessionEvents(s)).Should(ConsistOf(And(
+			HavePrefix("Warning/UnsupportedRelease: "), ContainSubstring(`spec.kubernetesRelease "1.99"`))))
 
 		By("becoming ready once the release is fixed")
 		Eventually(func(g Gomega) {
@@ -169,6 +189,7 @@ var _ = Describe("SnoopSession controller", func() {
 		Eventually(func(g Gomega) string {
 			return condition(getSession(s)(g), snoopv1alpha1.ConditionRecording)
 		}).Should(Equal("True/PodsSelected"))
+		Eventually(sessionEvents(s)).Should(ConsistOf("Normal/PodsInjected: 1 of 3 target pods record through the proxy (1 more)"))
 
 		Expect(k8sClient.Delete(ctx, a, client.GracePeriodSeconds(0))).To(Succeed())
 		Eventually(matched).Should(Equal(snoopv1alpha1.PodCounts{Matched: 2, Injected: 1, WaitingForRestart: 1}))
@@ -238,6 +259,8 @@ var _ = Describe("SnoopSession controller", func() {
 		Eventually(func(g Gomega) string {
 			return condition(getSession(stopped)(g), snoopv1alpha1.ConditionRecording)
 		}).Should(Equal("False/Stopped"))
+		Eventually(sessionEvents(stopped)).Should(ConsistOf(HavePrefix("Normal/Stopped: The session stopped at ")))
+		Consistently(sessionEvents(suspended), time.Second).Should(BeEmpty())
 	})
 
 	It("removes its finalizer when the session is deleted", func() {
@@ -299,4 +322,39 @@ var _ = Describe("SnoopSession validation by the API server", func() {
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		Expect(s.Spec.Interception).To(Equal(snoopv1alpha1.InterceptionIPTables))
 	})
+})
+
+var _ = Describe("The Recording condition", func() {
+	// The webhook injects by targets.Injecting; the condition must tell the
+	// user the same.
+	now := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+	DescribeTable("agrees with the webhook's injection rule",
+		func(mutate func(*snoopv1alpha1.SnoopSession), wantReason string, wantInjecting bool) {
+			session := newSession("ns", mutate)
+			session.CreationTimestamp = metav1.Time{Time: now.Add(-time.Hour)}
+			setReady(session, snoopv1alpha1.ReasonReleaseResolved, "resolved")
+			r := &SnoopSessionReconciler{Now: func() time.Time { return now }}
+			_, err := r.updateRecording(ctx, &sessionScope{session: session})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(condition(session, snoopv1alpha1.ConditionRecording)).To(HaveSuffix("/" + wantReason))
+			Expect(targets.Injecting(session, now)).To(Equal(wantInjecting))
+		},
+		Entry("no targets", nil, snoopv1alpha1.ReasonNoTargets, true),
+		Entry("targets waiting for a restart", func(s *snoopv1alpha1.SnoopSession) {
+			s.Status.Pods = snoopv1alpha1.PodCounts{Matched: 2, WaitingForRestart: 2}
+		}, snoopv1alpha1.ReasonPodsSelected, true),
+		Entry("before the stop time", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Duration = &metav1.Duration{Duration: 2 * time.Hour}
+			s.Status.Pods = snoopv1alpha1.PodCounts{Matched: 1, Injected: 1}
+		}, snoopv1alpha1.ReasonPodsSelected, true),
+		Entry("suspended", func(s *snoopv1alpha1.SnoopSession) { s.Spec.Suspend = true },
+			snoopv1alpha1.ReasonSuspended, false),
+		Entry("past its duration", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Duration = &metav1.Duration{Duration: time.Minute}
+		}, snoopv1alpha1.ReasonStopped, false),
+		Entry("suspended and past stopAt", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Suspend = true
+			s.Spec.StopAt = &metav1.Time{Time: now}
+		}, snoopv1alpha1.ReasonStopped, false),
+	)
 })

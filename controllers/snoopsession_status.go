@@ -3,36 +3,33 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/types"
-
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
-// terminalError stops a reconcile because the spec must change; it carries
-// the condition reason that tells the user what is wrong.
-type terminalError struct {
-	reason  string
-	message string
-}
-
-func (e *terminalError) Error() string { return e.reason + ": " + e.message }
-
 // stopWith marks the session not ready for a reason only a spec change can
-// fix, and returns the error that stops the reconcile.
+// fix, and returns the terminal error that stops the reconcile without a
+// retry. The conditions carry the reason the user sees; patchStatus keeps
+// them.
 func stopWith(session *snoopv1alpha1.SnoopSession, reason, message string) error {
 	setCondition(session, snoopv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
 	setCondition(session, snoopv1alpha1.ConditionRecording, metav1.ConditionFalse, reason, "Nothing is recorded until the spec is fixed")
 	setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, message)
-	return &terminalError{reason: reason, message: message}
+	return reconcile.TerminalError(fmt.Errorf("%s: %s", reason, message))
 }
 
 func setReady(session *snoopv1alpha1.SnoopSession, reason, message string) {
@@ -59,9 +56,11 @@ func setCondition(session *snoopv1alpha1.SnoopSession, conditionType string, sta
 
 // patchStatus writes the status once per reconcile. observedGeneration moves
 // only when the reconcile succeeded, so it tells the user the status
-// describes the current spec.
+// describes the current spec. A terminal error counts as success here: the
+// spec was fully judged, and stopWith set the conditions that say why it
+// cannot work.
 func (r *SnoopSessionReconciler) patchStatus(ctx context.Context, session, base *snoopv1alpha1.SnoopSession, reconcileErr error) error {
-	if reconcileErr != nil {
+	if reconcileErr != nil && !errors.Is(reconcileErr, reconcile.TerminalError(nil)) {
 		setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionTrue, snoopv1alpha1.ReasonReconcileError, reconcileErr.Error())
 		if meta.FindStatusCondition(session.Status.Conditions, snoopv1alpha1.ConditionReady) == nil {
 			setCondition(session, snoopv1alpha1.ConditionReady, metav1.ConditionUnknown, snoopv1alpha1.ReasonReconcileError, "The session could not be reconciled yet")
@@ -107,4 +106,46 @@ func percent(hit, total int32) string {
 		return "0.0"
 	}
 	return strconv.FormatFloat(float64(hit)*100/float64(total), 'f', 1, 64)
+}
+
+// Event reasons and actions of the milestones recordMilestones announces.
+const (
+	eventPodsInjected       = "PodsInjected"
+	eventStopped            = snoopv1alpha1.ReasonStopped
+	eventUnsupportedRelease = snoopv1alpha1.ReasonUnsupportedRelease
+)
+
+// recordMilestones emits an Event for each milestone this reconcile reached,
+// found by comparing the status before (base) and after: more pods injected,
+// the session stopped, a release it cannot use. Each is emitted when the
+// status changes, not on every reconcile.
+func (r *SnoopSessionReconciler) recordMilestones(base, session *snoopv1alpha1.SnoopSession) {
+	if r.Recorder == nil {
+		return
+	}
+	before, after := base.Status.Pods, session.Status.Pods
+	if after.Injected > before.Injected {
+		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, eventPodsInjected, "Inject",
+			"%d of %d target pods record through the proxy (%d more)", after.Injected, after.Matched, after.Injected-before.Injected)
+	}
+	if newly(base, session, snoopv1alpha1.ConditionRecording, snoopv1alpha1.ReasonStopped) {
+		stopAt, _ := targets.StopTime(session)
+		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, eventStopped, "Stop",
+			"The session stopped at %s; pods created from now on are not injected", stopAt.UTC().Format(time.RFC3339))
+	}
+	if newly(base, session, snoopv1alpha1.ConditionReady, snoopv1alpha1.ReasonUnsupportedRelease) {
+		ready := meta.FindStatusCondition(session.Status.Conditions, snoopv1alpha1.ConditionReady)
+		r.Recorder.Eventf(session, nil, corev1.EventTypeWarning, eventUnsupportedRelease, "ResolveRelease", "%s", ready.Message)
+	}
+}
+
+// newly reports whether a condition has reason now and did not have it, with
+// the same message, before.
+func newly(base, session *snoopv1alpha1.SnoopSession, conditionType, reason string) bool {
+	now := meta.FindStatusCondition(session.Status.Conditions, conditionType)
+	if now == nil || now.Reason != reason {
+		return false
+	}
+	was := meta.FindStatusCondition(base.Status.Conditions, conditionType)
+	return was == nil || was.Reason != reason || was.Message != now.Message
 }

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
+	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	apisnoopscheme "apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
@@ -30,8 +32,8 @@ const (
 )
 
 var (
-	caStore    *CAStore
-	proxyNames *ProxyNames
+	caStore    *issuer.CAStore
+	proxyNames *issuer.ProxyNames
 
 	cfg       *rest.Config
 	k8sClient client.Client // uncached, for assertions
@@ -68,14 +70,15 @@ var _ = BeforeSuite(func() {
 	Expect((&SnoopSessionReconciler{
 		Client:   mgr.GetClient(),
 		Scheme:   scheme,
-		Releases: &ReleaseCatalogs{Discovery: disco},
+		Releases: &releases.Resolver{Discovery: disco},
+		Recorder: mgr.GetEventRecorder("apisnoop-snoopsession"),
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	// The signer, approving requests from the operator's service account
 	// only, with its CA in the operator's namespace.
 	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
-	caStore = &CAStore{Client: k8sClient, Secret: types.NamespacedName{Namespace: operatorNamespace, Name: "apisnoop-ca"}}
-	proxyNames = &ProxyNames{Client: k8sClient, ClusterDomain: "cluster.local"}
+	caStore = &issuer.CAStore{Client: k8sClient, Secret: types.NamespacedName{Namespace: operatorNamespace, Name: "apisnoop-ca"}}
+	proxyNames = &issuer.ProxyNames{Client: k8sClient, ClusterDomain: "cluster.local"}
 	Expect((&CSRSignerReconciler{
 		Client:    mgr.GetClient(),
 		CA:        caStore.Get,

@@ -9,6 +9,10 @@ import (
 // and aggregated APIs are known.
 const ClusterRelease = "cluster"
 
+// IgnoreLabel, on a namespace or a pod, keeps it from ever being recorded:
+// the webhook configuration does not even send such pods to the operator.
+const IgnoreLabel = "snoop.apisnoop.dev/ignore"
+
 // InterceptionMode says how an injected pod's API traffic reaches the proxy.
 // +kubebuilder:validation:Enum=iptables;env
 type InterceptionMode string

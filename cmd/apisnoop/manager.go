@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -23,11 +24,14 @@ func newManagerCommand() *cobra.Command {
 	zapOpts := zap.Options{}
 	cmd := &cobra.Command{
 		Use:   "manager",
-		Short: "Run the operator: the SnoopSession controller",
+		Short: "Run the operator: controllers, certificate signer and the pod webhook",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 			if opConfig.Namespace == "" {
 				opConfig.Namespace = operatorNamespace()
+			}
+			if opConfig.Webhook.SidecarImage == "" {
+				return errors.New("--sidecar-image (or SIDECAR_IMAGE) is required: the image injected pods run the recording proxy from")
 			}
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
@@ -49,8 +53,18 @@ func newManagerCommand() *cobra.Command {
 	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, like :8443; 0 disables it")
 	cmd.Flags().StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
-	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", "", "Namespace of the operator's CA and proxy certificate Secrets (default: the pod's, else apisnoop-system)")
-	cmd.Flags().StringVar(&opConfig.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, named in the proxy certificate")
+	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", "", "Namespace of the operator's CA and certificate Secrets (default: the pod's, else apisnoop-system)")
+	cmd.Flags().StringVar(&opConfig.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, named in the proxy and webhook certificates")
+	wh := &opConfig.Webhook
+	cmd.Flags().StringVar(&wh.Host, "webhook-host", "", "Address the pod webhook server binds to (default: all)")
+	cmd.Flags().IntVar(&wh.Port, "webhook-port", manager.DefaultWebhookPort, "Port of the pod webhook server")
+	cmd.Flags().StringVar(&wh.CertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key issued by someone else (cert-manager); empty: the operator issues the webhook's certificate with its CA and keeps the webhook configuration's caBundle")
+	cmd.Flags().StringVar(&wh.Service, "webhook-service", manager.DefaultWebhookService, "The webhook's Service in the operator's namespace, named in its certificate")
+	cmd.Flags().StringSliceVar(&wh.ExtraNames, "webhook-cert-extra-names", nil, "More DNS names or IP addresses for the webhook's certificate (a manager run outside the cluster)")
+	cmd.Flags().StringVar(&wh.Configuration, "webhook-configuration", manager.DefaultWebhookConfiguration, "The MutatingWebhookConfiguration whose caBundle the operator keeps")
+	cmd.Flags().StringVar(&wh.SidecarImage, "sidecar-image", os.Getenv("SIDECAR_IMAGE"), "Image of the injected containers, holding /snoop-proxy and /apisnoop")
+	cmd.Flags().StringVar(&wh.CollectorURL, "collector-url", "", "Where injected sidecars ship their deltas; empty keeps results in the sidecars")
+	cmd.Flags().StringSliceVar(&wh.SkipNamespaces, "skip-namespaces", []string{"kube-system"}, "Namespaces never injected, besides the operator's own")
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(zfs)
 	cmd.Flags().AddGoFlagSet(zfs)

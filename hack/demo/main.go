@@ -1,7 +1,8 @@
 // Command demo runs kube-apisnoop's main job on a local control plane, with
 // no cluster needed: it starts kube-apiserver and etcd (built by
-// hack/build-control-plane.sh), installs the CRD, runs the manager, applies
-// the sample SnoopSession with the machine's kubectl and shows what a user
+// hack/build-control-plane.sh), installs the CRD and the pod webhook's
+// configuration, runs the manager, applies the sample SnoopSession with the
+// machine's kubectl, shows a pod injected by the webhook and what a user
 // sees with kubectl get and describe.
 //
 // Run it with `make demo`. With -keep it stays up until interrupted and
@@ -14,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	certutil "k8s.io/client-go/util/cert"
@@ -32,14 +35,15 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
-	"apisnoop.dev/kube-apisnoop/controllers"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/report"
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -91,7 +95,24 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
 		return fmt.Errorf("create operator namespace: %w", err)
 	}
-	mgr, err := manager.New(cfg, manager.Config{Namespace: operatorNamespace}, ctrl.Options{Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	// The manager serves the pod webhook on loopback, as a manager run
+	// outside the cluster does; the webhook configuration from config/
+	// calls it there, and the operator fills its caBundle.
+	webhookPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	if _, err := testenv.InstallWebhookConfiguration(ctx, c, fmt.Sprintf("https://127.0.0.1:%d", webhookPort)); err != nil {
+		return err
+	}
+	// What the kube-controller-manager, which the local control plane
+	// lacks, publishes in every namespace: injected pods trust it.
+	if err := testenv.PublishRootCA(ctx, c, "default", cfg.CAData); err != nil {
+		return err
+	}
+	mgr, err := manager.New(cfg, manager.Config{Namespace: operatorNamespace, Webhook: manager.WebhookConfig{
+		Host: "127.0.0.1", Port: webhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: demoImage,
+	}}, ctrl.Options{Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 	if err != nil {
 		return err
 	}
@@ -118,20 +139,32 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		return err
 	}
 
-	step("Creating two pods labelled app=demo, then applying config/samples/")
-	for _, name := range []string{"demo-a", "demo-b"} {
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": "demo"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "demo:dev"}}},
-		}
-		if err := c.Create(ctx, pod); err != nil {
-			return fmt.Errorf("create pod %s: %w", name, err)
-		}
+	step("Creating pod demo-a labelled app=demo, then applying config/samples/")
+	if err := c.Create(ctx, demoPod("demo-a")); err != nil {
+		return fmt.Errorf("create pod demo-a: %w", err)
 	}
 	if err := k("apply", "-f", filepath.Join(testenv.RepoRoot(), "config", "samples")); err != nil {
 		return err
 	}
 	if err := waitForStatus(ctx, c, client.ObjectKey{Namespace: "default", Name: "demo"}); err != nil {
+		return err
+	}
+
+	step("Pod demo-b, created after the session: the webhook injects the recording proxy (demo-a waits for a restart)")
+	if err := createInjected(ctx, c, "demo-b"); err != nil {
+		return err
+	}
+	if err := k("get", "pods", "-o", `custom-columns=NAME:.metadata.name,INIT CONTAINERS:.spec.initContainers[*].name,SESSION:.metadata.annotations.snoop\.apisnoop\.dev/session`); err != nil {
+		return err
+	}
+	step("What injected pods mount, kept by the operator in their namespace; the webhook configuration's caBundle, kept by the operator")
+	if err := k("get", "secret,configmap", "-l", "app.kubernetes.io/managed-by=kube-apisnoop"); err != nil {
+		return err
+	}
+	if err := printWebhookCA(ctx, c); err != nil {
+		return err
+	}
+	if err := waitForInjected(ctx, c, client.ObjectKey{Namespace: "default", Name: "demo"}); err != nil {
 		return err
 	}
 
@@ -180,6 +213,68 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 // operatorNamespace holds the operator's CA and proxy certificate Secrets.
 const operatorNamespace = "apisnoop-system"
 
+// demoImage is the sidecar image named in injected pods; nothing runs them
+// on a control plane without nodes.
+const demoImage = "apisnoop:dev"
+
+func demoPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": "demo"}},
+		Spec:       corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "demo:dev"}}},
+	}
+}
+
+// createInjected creates a pod until it comes back injected: the first pods
+// of a new session are admitted unrecorded (fail open) until the operator
+// has written the namespace's certificate and trust bundle, a moment later.
+func createInjected(ctx context.Context, c client.Client, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		pod := demoPod(name)
+		if err := c.Create(ctx, pod); err != nil {
+			return fmt.Errorf("create pod %s: %w", name, err)
+		}
+		if targets.HasProxy(pod) {
+			return nil
+		}
+		if err := c.Delete(ctx, pod); err != nil {
+			return fmt.Errorf("delete unrecorded pod %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pod %s was not injected: %w", name, ctx.Err())
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// waitForInjected waits until the session counts an injected pod.
+func waitForInjected(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		s := &snoopv1alpha1.SnoopSession{}
+		if err := c.Get(ctx, key, s); err == nil && s.Status.Pods.Injected > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for SnoopSession %s to count an injected pod: %w", key, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
 // waitForSecret waits until the operator has stored a Secret.
 func waitForSecret(ctx context.Context, c client.Client, key client.ObjectKey) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -206,13 +301,31 @@ func printProxyCert(ctx context.Context, c client.Client) error {
 	if err != nil {
 		return err
 	}
-	ca, err := certutil.ParseCertsPEM(secret.Data[controllers.SecretKeyCA])
+	ca, err := certutil.ParseCertsPEM(secret.Data[issuer.SecretKeyCA])
 	if err != nil {
 		return err
 	}
 	leaf := certs[0]
 	fmt.Printf("  issuer %q, valid %s to %s\n  DNS names %v\n  IP addresses %v\n",
 		ca[0].Subject.CommonName, leaf.NotBefore.Format(time.DateTime), leaf.NotAfter.Format(time.DateTime), leaf.DNSNames, leaf.IPAddresses)
+	return nil
+}
+
+// printWebhookCA shows where the API server calls the webhook and which CA
+// the operator put in its caBundle.
+func printWebhookCA(ctx context.Context, c client.Client) error {
+	config := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Get(ctx, client.ObjectKey{Name: manager.DefaultWebhookConfiguration}, config); err != nil {
+		return err
+	}
+	for _, w := range config.Webhooks {
+		ca, err := certutil.ParseCertsPEM(w.ClientConfig.CABundle)
+		if err != nil {
+			return fmt.Errorf("webhook %s: caBundle: %w", w.Name, err)
+		}
+		fmt.Printf("  mutatingwebhookconfiguration %s: webhook %s at %s, caBundle %q (the operator's CA), failurePolicy %s\n",
+			config.Name, w.Name, *w.ClientConfig.URL, ca[0].Subject.CommonName, *w.FailurePolicy)
+	}
 	return nil
 }
 

@@ -152,8 +152,10 @@ func (c *Catalog) ConformanceTest(codename string) (ConformanceTest, bool) {
 	return c.ConformanceTests[i], true
 }
 
-// index builds the lookup maps. Catalogs from Load are indexed before they
-// are shared; others are indexed on first use by their single owner.
+// index builds the lookup maps. Catalogs from Load, Decode and the
+// FromOpenAPI functions are indexed before they are returned, so they can be
+// shared (the live cluster's catalog is read by every reconcile); a Catalog
+// built by hand is indexed on first use by its single owner.
 func (c *Catalog) index() {
 	if c.byID != nil {
 		return

@@ -32,7 +32,12 @@ type v2Operation struct {
 // ApplyConformanceLists), otherwise eligibility follows the rules alone.
 func FromOpenAPIV2(doc []byte, release string) (*Catalog, error) {
 	release = NormalizeRelease(release)
-	return fromOpenAPIV2(doc, release, embeddedLists(release))
+	c, err := fromOpenAPIV2(doc, release, embeddedLists(release))
+	if err != nil {
+		return nil, err
+	}
+	c.index()
+	return c, nil
 }
 
 func fromOpenAPIV2(doc []byte, release string, lists ConformanceLists) (*Catalog, error) {
@@ -115,7 +120,9 @@ func FromOpenAPIV3(docs map[string][]byte, release string) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return build(raws, release, embeddedLists(release)), nil
+	c := build(raws, release, embeddedLists(release))
+	c.index()
+	return c, nil
 }
 
 // checkOperationIDs drops exact repeats (a path served in two v3 documents)

@@ -60,5 +60,6 @@ func FromKubernetesSource(tree fs.FS, release, source string) (*Catalog, error) 
 	}
 	c.Source = source
 	c.ConformanceTests = tests
+	c.index()
 	return c, nil
 }

@@ -10,10 +10,11 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/report"
 )
 
-// AdminHandler serves the proxy's own endpoints: /healthz, /readyz,
-// Prometheus /metrics, and /results, the read-only coverage of everything
-// recorded so far (?format=json|table|markdown). shipper may be nil.
-func AdminHandler(rec *Recorder, shipper *Shipper, metrics *Metrics) http.Handler {
+// AdminHandler serves what the kubelet and Prometheus ask of the proxy:
+// /healthz, /readyz and /metrics. It is served on the pod network, so it
+// publishes counts only, never who the clients are; see ResultsHandler.
+// metrics may be nil.
+func AdminHandler(metrics *Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	// Ready as soon as it serves: the serving certificate and the catalog
@@ -22,6 +23,15 @@ func AdminHandler(rec *Recorder, shipper *Shipper, metrics *Metrics) http.Handle
 	if metrics != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 	}
+	return mux
+}
+
+// ResultsHandler serves /results, the read-only coverage of everything
+// recorded so far (?format=json|table|markdown, ?untested). The report names
+// the pod's clients (service accounts, user agents), so it belongs on a
+// listener only the pod itself reaches. shipper may be nil.
+func ResultsHandler(rec *Recorder, shipper *Shipper) http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /results", func(w http.ResponseWriter, r *http.Request) {
 		rep := coverage.NewReport(rec.Matcher().Catalog(), rec.Total())
 		format := r.URL.Query().Get("format")

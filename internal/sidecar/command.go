@@ -18,6 +18,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,12 +35,17 @@ import (
 // serviceAccountDir is where pods find the cluster CA and their token.
 const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+// resultsPort is the default loopback port of /results, reached with
+// kubectl port-forward. The webhook's flags for the sidecar say the same.
+const resultsPort = 15021
+
 type proxyOptions struct {
 	listen, adminListen      string
+	resultsListen            string
 	connectListen            string
 	certFile, keyFile        string
 	upstream, upstreamCAFile string
-	release                  string
+	release, catalogFile     string
 	collectorURL             string
 	collectorCAFile          string
 	collectorTokenFile       string
@@ -58,21 +65,25 @@ func NewCommand(use string) *cobra.Command {
 		Use:   use,
 		Short: "Run the recording proxy: the sidecar of injected pods",
 		Long: `Serves TLS on --listen, forwards every request unchanged to the real API
-server with the client's own credentials, matches it against --release and
-ships aggregated deltas to --collector. /healthz, /readyz, /metrics and
-/results are served on --admin-listen. When recording or shipping fails,
-proxying goes on.`,
+server with the client's own credentials, matches it against --catalog-file
+or --release and ships aggregated deltas to --collector. /healthz, /readyz
+and /metrics are served on --admin-listen; /results, which names the
+clients, only on the loopback --results-listen. When matching, recording or
+shipping fails, proxying goes on: a catalog it cannot load leaves every
+request unknown.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProxy(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", ":15443", "address the TLS proxy listens on")
 	f.StringVar(&o.connectListen, "connect-listen", "", "also serve a CONNECT proxy here (plain HTTP, for clients that honour HTTPS_PROXY): tunnels to the upstream are recorded, others pass untouched")
-	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:15020", "address of /healthz, /readyz, /metrics and /results (plain HTTP)")
+	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:15020", "address of /healthz, /readyz and /metrics (plain HTTP)")
+	f.StringVar(&o.resultsListen, "results-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(resultsPort)), "loopback address of /results (plain HTTP); empty serves none")
 	f.StringVar(&o.certFile, "cert-file", "", "serving certificate (PEM), re-read when it changes")
 	f.StringVar(&o.keyFile, "key-file", "", "serving key (PEM)")
 	f.StringVar(&o.upstream, "upstream", inClusterUpstream(), "the real API server")
 	f.StringVar(&o.upstreamCAFile, "upstream-ca-file", serviceAccountDir+"/ca.crt", "CA bundle that verifies the real API server")
-	f.StringVar(&o.release, "release", "1.37", "Kubernetes release to match requests against")
+	f.StringVar(&o.release, "release", "1.37", "Kubernetes release to match requests against, from those this binary embeds")
+	f.StringVar(&o.catalogFile, "catalog-file", "", "catalog to match requests against, as written by the operator (zstd-compressed JSON); takes precedence over --release")
 	f.StringVar(&o.collectorURL, "collector", "", "collector intake URL; empty keeps results local")
 	f.StringVar(&o.collectorCAFile, "collector-ca-file", "", "CA bundle that verifies the collector")
 	f.StringVar(&o.collectorTokenFile, "collector-token-file", "", "projected service account token sent to the collector")
@@ -82,7 +93,7 @@ proxying goes on.`,
 	f.StringVar(&o.identity.ServiceAccount, "service-account", os.Getenv("POD_SERVICE_ACCOUNT"), "service account of the recorded pod")
 	f.StringVar(&o.source, "source", os.Getenv("POD_UID"), "unique name of this proxy for the collector (the pod UID)")
 	f.BoolVar(&o.keepBodies, "keep-bodies", false, "keep capped, redacted request bodies")
-	f.BoolVar(&o.profiling, "profiling", false, "also serve Go's profiles under /debug/pprof/ on --admin-listen")
+	f.BoolVar(&o.profiling, "profiling", false, "also serve Go's profiles under /debug/pprof/ on --results-listen")
 	f.IntVar(&o.maxBodyBytes, "max-body-bytes", 64<<10, "cap of kept request bodies")
 	return cmd
 }
@@ -128,6 +139,13 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if o.upstream == "" {
 		return errors.New("--upstream is required outside a pod")
 	}
+	if o.resultsListen != "" {
+		if err := checkLoopback(o.resultsListen); err != nil {
+			return err
+		}
+	} else if o.profiling {
+		return errors.New("--profiling needs --results-listen: profiles are served there")
+	}
 	upstream, err := url.Parse(o.upstream)
 	if err != nil {
 		return fmt.Errorf("parse --upstream: %w", err)
@@ -140,10 +158,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return err
 	}
-	cat, err := catalog.Load(o.release)
-	if err != nil {
-		return err
-	}
+	cat := loadCatalog(o.catalogFile, o.release, log.Printf)
 	metrics := record.NewMetrics()
 	rec := record.NewRecorder(match.New(cat), metrics)
 	p, err := proxy.New(proxy.Config{
@@ -193,26 +208,26 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.adminListen, err)
 	}
-	adminHandler := record.AdminHandler(rec, shipper, metrics)
-	if o.profiling {
-		mux := http.NewServeMux()
-		mux.Handle("/", adminHandler)
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		adminHandler = mux
-	}
-	admin := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { serving.Run(ctx, certs.DefaultReloadInterval); return nil })
 	g.Go(func() error { return proxy.ServeTLS(ctx, ln, p, serving.TLSConfig()) })
-	g.Go(func() error {
-		go func() { <-ctx.Done(); _ = admin.Close() }()
-		if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
-			return err
+	g.Go(func() error { return serveHTTP(ctx, adminLn, record.AdminHandler(metrics)) })
+	if o.resultsListen != "" {
+		resultsLn, err := net.Listen("tcp", o.resultsListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", o.resultsListen, err)
 		}
-		return nil
-	})
+		results := record.ResultsHandler(rec, shipper)
+		if o.profiling {
+			mux := http.NewServeMux()
+			mux.Handle("/", results)
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			results = mux
+		}
+		g.Go(func() error { return serveHTTP(ctx, resultsLn, results) })
+	}
 	if shipper != nil {
 		g.Go(func() error { shipper.Run(ctx); return nil })
 	}
@@ -230,8 +245,75 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		}
 		g.Go(func() error { return connect.Serve(ctx, connectLn) })
 	}
-	log.Printf("Recording proxy on %s for %s, matching against Kubernetes %s", ln.Addr(), upstream, cat.Release)
+	log.Printf("Recording proxy on %s for %s, matching against Kubernetes %s (%d operations)", ln.Addr(), upstream, cat.Release, len(cat.Operations))
 	return g.Wait()
+}
+
+// serveHTTP serves plain HTTP on ln until ctx ends.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// loadCatalog returns the catalog requests are matched against: the file
+// when one is given and readable, else the embedded release. It never
+// fails, because a sidecar that fails keeps its pod from starting, and a
+// release must never block a pod: without a catalog it still proxies, and
+// every request is recorded as unknown. warnf says, once, what went wrong.
+func loadCatalog(file, release string, warnf func(format string, args ...any)) *catalog.Catalog {
+	if file != "" {
+		c, err := readCatalogFile(file)
+		if err == nil {
+			return c
+		}
+		warnf("Warning: cannot use --catalog-file, matching against --release %s instead: %v", release, err)
+	}
+	c, err := catalog.Load(release)
+	switch {
+	case errors.Is(err, catalog.ErrUnsupportedRelease):
+		warnf("Warning: this proxy does not embed Kubernetes %s (it has %s): every request is recorded as unknown; "+
+			"pass --catalog-file or use a newer sidecar image", release, strings.Join(catalog.Releases(), ", "))
+	case err != nil:
+		warnf("Warning: every request is recorded as unknown: %v", err)
+	default:
+		return c
+	}
+	// Named after the release, so that results and the collector say what
+	// was asked for.
+	return &catalog.Catalog{Release: release}
+}
+
+func readCatalogFile(file string) (*catalog.Catalog, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read catalog file: %w", err)
+	}
+	c, err := catalog.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("decode catalog file %s: %w", file, err)
+	}
+	return c, nil
+}
+
+// errNotLoopback refuses a --results-listen that other pods could reach.
+var errNotLoopback = errors.New("not a loopback address")
+
+// checkLoopback accepts an address of 127.0.0.0/8 or ::1 only. /results
+// names the pod's clients (service accounts, user agents), so it must not be
+// served on the pod network; kubectl port-forward reaches loopback.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("parse --results-listen: %w", err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("check --results-listen %q: %w: /results names the pod's clients, so it is served on 127.0.0.1 or [::1] only (reach it with kubectl port-forward)", addr, errNotLoopback)
+	}
+	return nil
 }
 
 func loadCertPool(file string) (*x509.CertPool, error) {

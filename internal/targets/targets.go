@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -55,14 +57,16 @@ func New(session *snoopv1alpha1.SnoopSession) (*Selector, error) {
 // Matches reports whether a pod with these labels in namespace ns (with
 // nsLabels, needed only for a namespace selector) is a target.
 func (s *Selector) Matches(ns string, nsLabels, podLabels map[string]string) bool {
+	return s.SelectsNamespace(ns, nsLabels) && s.pods.Matches(labels.Set(podLabels))
+}
+
+// SelectsNamespace reports whether the session looks for pods in namespace ns
+// (with nsLabels, needed only for a namespace selector).
+func (s *Selector) SelectsNamespace(ns string, nsLabels map[string]string) bool {
 	if s.nsSelector != nil {
-		if !s.nsSelector.Matches(labels.Set(nsLabels)) {
-			return false
-		}
-	} else if !slices.Contains(s.namespaces, ns) {
-		return false
+		return s.nsSelector.Matches(labels.Set(nsLabels))
 	}
-	return s.pods.Matches(labels.Set(podLabels))
+	return slices.Contains(s.namespaces, ns)
 }
 
 // SelectsByNamespaceLabels reports whether Matches needs the namespace's
@@ -124,4 +128,28 @@ func HasProxy(pod *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// StopTime is when a session stops recording, if it is set to stop: its
+// stopAt, or its creation plus its duration.
+func StopTime(session *snoopv1alpha1.SnoopSession) (time.Time, bool) {
+	switch {
+	case session.Spec.StopAt != nil:
+		return session.Spec.StopAt.Time, true
+	case session.Spec.Duration != nil:
+		return session.CreationTimestamp.Add(session.Spec.Duration.Duration), true
+	}
+	return time.Time{}, false
+}
+
+// Injecting reports whether new target pods of the session get the recording
+// proxy at time now: the session is Ready (its release resolved, its spec
+// valid), not suspended, not being deleted and not past its stop time.
+func Injecting(session *snoopv1alpha1.SnoopSession, now time.Time) bool {
+	if session.Spec.Suspend || session.DeletionTimestamp != nil ||
+		!meta.IsStatusConditionTrue(session.Status.Conditions, snoopv1alpha1.ConditionReady) {
+		return false
+	}
+	stopAt, ok := StopTime(session)
+	return !ok || now.Before(stopAt)
 }

@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/util/version"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,15 +25,17 @@ const Path = "/mutate-v1-pod"
 // The configuration controller-gen writes to config/webhook. failurePolicy
 // Ignore: when the operator is down, pods are created unrecorded, never
 // blocked.
-// +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=ignore,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=pods.snoop.apisnoop.dev,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=IfNeeded
+// +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=ignore,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=pods.snoop.apisnoop.dev,admissionReviewVersions=v1,timeoutSeconds=3,reinvocationPolicy=IfNeeded
 
 // +kubebuilder:rbac:groups=snoop.apisnoop.dev,resources=snoopsessions,verbs=get;list;watch
 
 // PodInjector is the admission handler for pod creation: it injects the
-// recording proxy into pods that a ready SnoopSession selects. Whatever goes
+// recording proxy into pods that an active SnoopSession selects. Whatever goes
 // wrong, it admits the pod unchanged and says why in a warning (fail open).
 type PodInjector struct {
-	// Client reads SnoopSessions and Namespaces (the manager's cache).
+	// Client reads from the manager's cache: SnoopSessions (with
+	// targets.NamespaceIndex), Namespaces, and the operator's own
+	// ConfigMaps and Secrets in the pod's namespace.
 	Client  client.Reader
 	Decoder admission.Decoder
 	// Image holds /apisnoop and /snoop-proxy.
@@ -45,6 +46,9 @@ type PodInjector struct {
 	// system's, whose pods the API server must not depend on the operator
 	// for.
 	Skip []string
+	// Now is the clock sessions' stop times are read against; nil is
+	// time.Now.
+	Now func() time.Time
 }
 
 // Handle decides on one pod.
@@ -57,12 +61,24 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if err := h.Decoder.Decode(req, pod); err != nil {
 		return admitUnchanged(log, req, fmt.Errorf("decode pod: %w", err))
 	}
+	// The webhook configuration's selectors leave these out already; the
+	// checks hold when it was edited. A hostNetwork pod's redirect would
+	// capture the node's own connections to the API server.
+	if _, ignored := pod.Labels[snoopv1alpha1.IgnoreLabel]; ignored {
+		return admission.Allowed("pod opted out with " + snoopv1alpha1.IgnoreLabel)
+	}
+	if pod.Spec.HostNetwork {
+		return admission.Allowed("hostNetwork pods are never recorded")
+	}
 	in, found, err := h.injectionFor(ctx, req.Namespace, pod)
 	if err != nil {
 		return admitUnchanged(log, req, err)
 	}
 	if !found {
-		return admission.Allowed("no SnoopSession selects this pod")
+		return admission.Allowed("no active SnoopSession selects this pod")
+	}
+	if err := h.trustInPlace(ctx, req.Namespace, in); err != nil {
+		return admitUnchanged(log, req, err)
 	}
 	if !Inject(pod, in) {
 		return admission.Allowed("already recorded")
@@ -75,23 +91,21 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	return admission.PatchResponseFromRaw(req.Object.Raw, mutated)
 }
 
-// injectionFor finds the session that records the pod: the oldest ready,
-// unsuspended session that selects it.
+// injectionFor finds the session that records the pod: the oldest active
+// session that selects it.
 func (h *PodInjector) injectionFor(ctx context.Context, ns string, pod *corev1.Pod) (Injection, bool, error) {
-	var sessions snoopv1alpha1.SnoopSessionList
-	if err := h.Client.List(ctx, &sessions); err != nil {
-		return Injection{}, false, fmt.Errorf("list SnoopSessions: %w", err)
+	sessions, err := targets.SessionsFor(ctx, h.Client, ns)
+	if err != nil {
+		return Injection{}, false, err
 	}
-	slices.SortFunc(sessions.Items, func(a, b snoopv1alpha1.SnoopSession) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
-	})
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
 	var nsLabels map[string]string
-	for i := range sessions.Items {
-		s := &sessions.Items[i]
-		if s.Spec.Suspend || s.DeletionTimestamp != nil || !meta.IsStatusConditionTrue(s.Status.Conditions, snoopv1alpha1.ConditionReady) {
+	for i := range sessions {
+		s := &sessions[i]
+		if !targets.Injecting(s, now) {
 			continue
 		}
 		sel, err := targets.New(s)
@@ -113,7 +127,7 @@ func (h *PodInjector) injectionFor(ctx context.Context, ns string, pod *corev1.P
 		}
 		in := Injection{
 			Session:      s.Namespace + "/" + s.Name,
-			Release:      releaseOf(s),
+			Release:      s.Spec.KubernetesRelease,
 			Mode:         s.Spec.Interception,
 			Image:        h.Image,
 			CollectorURL: h.CollectorURL,
@@ -127,18 +141,23 @@ func (h *PodInjector) injectionFor(ctx context.Context, ns string, pod *corev1.P
 	return Injection{}, false, nil
 }
 
-// releaseOf is the release the sidecar matches against: the session's, or
-// for "cluster" the minor version the controller found ("cluster v1.37.2"
-// gives 1.37).
-func releaseOf(s *snoopv1alpha1.SnoopSession) string {
-	if s.Spec.KubernetesRelease != snoopv1alpha1.ClusterRelease {
-		return s.Spec.KubernetesRelease
+// trustInPlace checks that the objects an injected pod mounts are in its
+// namespace: a pod that mounted a missing Secret would never start, so
+// until the operator has written them the pod is admitted unrecorded.
+func (h *PodInjector) trustInPlace(ctx context.Context, ns string, in Injection) error {
+	required := []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ProxyCertSecret}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustBundleConfigMap}},
 	}
-	v, err := version.ParseGeneric(strings.TrimPrefix(s.Status.Release, snoopv1alpha1.ClusterRelease+" "))
-	if err != nil {
-		return s.Status.Release
+	if in.Release == snoopv1alpha1.ClusterRelease {
+		required = append(required, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: CatalogConfigMap}})
 	}
-	return fmt.Sprintf("%d.%d", v.Major(), v.Minor())
+	for _, obj := range required {
+		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: obj.GetName()}, obj); err != nil {
+			return fmt.Errorf("the operator has not written %s yet in namespace %s: %w", obj.GetName(), ns, err)
+		}
+	}
+	return nil
 }
 
 // admitUnchanged is the fail-open answer.

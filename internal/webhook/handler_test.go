@@ -1,22 +1,45 @@
 package webhook
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
+// newNamespace makes a namespace where the operator has written the trust
+// objects already.
 func newNamespace() string {
+	GinkgoHelper()
+	ns := bareNamespace()
+	trustObjects(ns)
+	return ns
+}
+
+func bareNamespace() string {
 	GinkgoHelper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "inject-"}}
 	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
 	return ns.Name
+}
+
+// trustObjects writes what the operator keeps in a target namespace (their
+// content does not matter to the injector, only that they exist).
+func trustObjects(ns string) {
+	GinkgoHelper()
+	Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ProxyCertSecret, Namespace: ns}})).To(Succeed())
+	Expect(k8sClient.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustBundleConfigMap, Namespace: ns}})).To(Succeed())
+	Eventually(func() error {
+		return cached.Get(ctx, client.ObjectKey{Namespace: ns, Name: ProxyCertSecret}, &corev1.Secret{})
+	}).Should(Succeed())
 }
 
 // readySession creates a session and marks it Ready, as the controller
@@ -36,6 +59,11 @@ func readySession(ns string, mutate func(*snoopv1alpha1.SnoopSession)) *snoopv1a
 	Expect(k8sClient.Create(ctx, s)).To(Succeed())
 	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: snoopv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "ReleaseResolved"})
 	Expect(k8sClient.Status().Update(ctx, s)).To(Succeed())
+	// The injector reads sessions from its cache.
+	Eventually(func() bool {
+		got := &snoopv1alpha1.SnoopSession{}
+		return cached.Get(ctx, client.ObjectKeyFromObject(s), got) == nil && meta.IsStatusConditionTrue(got.Status.Conditions, snoopv1alpha1.ConditionReady)
+	}).Should(BeTrue())
 	return s
 }
 
@@ -58,10 +86,10 @@ var _ = Describe("The pod webhook", Ordered, func() {
 		ns := newNamespace()
 		readySession(ns, nil)
 		pod := createPod(ns, "selected", map[string]string{"app": "demo"})
-		Expect(names(pod.Spec.InitContainers)).To(Equal([]string{IPTablesContainerName, targets.ProxyContainerName, "migrate"}))
+		Expect(names(pod.Spec.InitContainers)).To(Equal([]string{targets.ProxyContainerName, IPTablesContainerName, "migrate"}))
 		Expect(pod.Annotations).To(HaveKeyWithValue(AnnotationSession, ns+"/session"))
 		Expect(pod.Spec.Volumes[0].Projected.Sources[1].ConfigMap.Name).To(Equal(TrustBundleConfigMap))
-		Expect(pod.Spec.InitContainers[1].Args).To(ContainElement("--release=1.37"))
+		Expect(pod.Spec.InitContainers[0].Args).To(ContainElement("--release=1.37"))
 
 		other := createPod(ns, "other", map[string]string{"app": "other"})
 		Expect(names(other.Spec.InitContainers)).To(Equal([]string{"migrate"}))
@@ -90,10 +118,37 @@ var _ = Describe("The pod webhook", Ordered, func() {
 		Expect(names(createPod(ns2, "not-ready", nil).Spec.InitContainers)).To(Equal([]string{"migrate"}))
 	})
 
+	It("leaves pods alone after the session's stop time, with the opt-out label, or on the host network", func() {
+		ns := newNamespace()
+		readySession(ns, func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.StopAt = &metav1.Time{Time: time.Now().Add(-time.Minute)}
+		})
+		Expect(names(createPod(ns, "after-stop", map[string]string{"app": "demo"}).Spec.InitContainers)).To(Equal([]string{"migrate"}))
+
+		ns2 := newNamespace()
+		readySession(ns2, nil)
+		Expect(names(createPod(ns2, "opted-out", map[string]string{"app": "demo", snoopv1alpha1.IgnoreLabel: ""}).Spec.InitContainers)).To(Equal([]string{"migrate"}))
+		host := appPod()
+		host.Name, host.Namespace, host.Labels = "host", ns2, map[string]string{"app": "demo"}
+		host.Spec.HostNetwork = true
+		Expect(k8sClient.Create(ctx, host)).To(Succeed())
+		Expect(names(host.Spec.InitContainers)).To(Equal([]string{"migrate"}))
+	})
+
+	It("admits pods unrecorded, with a warning, until the operator has written the trust objects", func() {
+		ns := bareNamespace()
+		readySession(ns, nil)
+		pod := createPod(ns, "early", map[string]string{"app": "demo"})
+		Expect(names(pod.Spec.InitContainers)).To(Equal([]string{"migrate"}))
+		trustObjects(ns)
+		Expect(names(createPod(ns, "later", map[string]string{"app": "demo"}).Spec.InitContainers)).To(ContainElement(targets.ProxyContainerName))
+	})
+
 	It("selects pods of other namespaces by namespace labels", func() {
 		home := newNamespace()
 		target := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labelled-", Labels: map[string]string{"snoop": "on"}}}
 		Expect(k8sClient.Create(ctx, target)).To(Succeed())
+		trustObjects(target.Name)
 		readySession(home, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Targets = snoopv1alpha1.Targets{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"snoop": "on"}}}
 		})

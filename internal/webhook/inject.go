@@ -37,6 +37,13 @@ const (
 	// CA with the operator's CA, which injected pods trust.
 	ProxyCertSecret      = "apisnoop-proxy-tls"
 	TrustBundleConfigMap = "apisnoop-ca-bundle"
+	// TrustBundleKey holds the bundle, the key kube-root-ca.crt uses.
+	TrustBundleKey = "ca.crt"
+	// CatalogConfigMap holds, where a session measures against
+	// kubernetesRelease "cluster", the live cluster's catalog (custom
+	// resources included) as catalog.Encode writes it, under CatalogKey.
+	CatalogConfigMap = "apisnoop-catalog"
+	CatalogKey       = "catalog.json.zst"
 	// CollectorAudience is the audience of the token a sidecar shows the
 	// collector.
 	CollectorAudience = "apisnoop.dev/collector"
@@ -45,6 +52,10 @@ const (
 	tokenVolume = "snoop-collector-token"
 	tlsDir      = "/var/run/apisnoop/tls"
 	tokenDir    = "/var/run/apisnoop/token"
+	trustVolume = "snoop-trust"
+	trustDir    = "/var/run/apisnoop/trust"
+	catalogVol  = "snoop-catalog"
+	catalogDir  = "/var/run/apisnoop/catalog"
 
 	// AnnotationSession names the session that injected a pod.
 	AnnotationSession = "snoop.apisnoop.dev/session"
@@ -54,7 +65,9 @@ const (
 // operator's settings.
 type Injection struct {
 	// Session is namespace/name of the selecting session.
-	Session      string
+	Session string
+	// Release is the session's kubernetesRelease: an embedded release, or
+	// "cluster" for the catalog the operator keeps in CatalogConfigMap.
 	Release      string
 	Mode         snoopv1alpha1.InterceptionMode
 	KeepBodies   bool
@@ -77,11 +90,14 @@ func Inject(pod *corev1.Pod, in Injection) bool {
 		pointAtProxy(pod.Spec.InitContainers)
 		pointAtProxy(pod.Spec.Containers)
 	} else {
-		front = append([]corev1.Container{IPTablesContainer(in)}, front...)
+		front = append(front, IPTablesContainer(in))
 	}
-	// First, so that the user's own init containers are recorded too.
+	// The sidecar first: the kubelet starts it and waits for its startup
+	// probe before anything else, so the user's own init containers are
+	// recorded too. The redirect comes after it; the sidecar's own
+	// connections are exempt from it by user, so the order costs nothing.
 	pod.Spec.InitContainers = append(front, pod.Spec.InitContainers...)
-	pod.Spec.Volumes = append(pod.Spec.Volumes, Volumes()...)
+	pod.Spec.Volumes = append(pod.Spec.Volumes, Volumes(in)...)
 	trustProxy(pod)
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
@@ -99,7 +115,25 @@ func ProxyContainer(in Injection) corev1.Container {
 		"--admin-listen=:" + strconv.Itoa(AdminPort),
 		"--cert-file=" + tlsDir + "/tls.crt",
 		"--key-file=" + tlsDir + "/tls.key",
-		"--release=" + in.Release,
+		// The sidecar is added after the ServiceAccount admission plugin
+		// mounted the API access volume into the pod's containers, and a
+		// pod may not mount it at all: the sidecar verifies the API server
+		// with the namespace's trust bundle, mounted for itself.
+		"--upstream-ca-file=" + trustDir + "/" + TrustBundleKey,
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true},
+		{Name: trustVolume, MountPath: trustDir, ReadOnly: true},
+	}
+	if in.CollectorURL != "" {
+		mounts = append(mounts, corev1.VolumeMount{Name: tokenVolume, MountPath: tokenDir, ReadOnly: true})
+	}
+	args = append(args, "--release="+in.Release)
+	if in.Release == snoopv1alpha1.ClusterRelease {
+		// Without a readable catalog the sidecar matches against an empty
+		// one named "cluster": every request is unknown, none is lost.
+		args = append(args, "--catalog-file="+catalogDir+"/"+CatalogKey)
+		mounts = append(mounts, corev1.VolumeMount{Name: catalogVol, MountPath: catalogDir, ReadOnly: true})
 	}
 	if in.CollectorURL != "" {
 		args = append(args,
@@ -139,10 +173,7 @@ func ProxyContainer(in Injection) corev1.Container {
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("96Mi")},
 		},
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true},
-			{Name: tokenVolume, MountPath: tokenDir, ReadOnly: true},
-		},
+		VolumeMounts: mounts,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                ptr.To(ProxyUID),
 			RunAsGroup:               ptr.To(ProxyUID),
@@ -185,16 +216,30 @@ func IPTablesContainer(in Injection) corev1.Container {
 	}
 }
 
-// Volumes are the sidecar's serving pair and its collector token.
-func Volumes() []corev1.Volume {
-	return []corev1.Volume{
+// Volumes are the sidecar's serving pair, the trust bundle it verifies the
+// API server with, when it ships to a collector its token for it, and for
+// the cluster's own release the catalog.
+func Volumes(in Injection) []corev1.Volume {
+	volumes := []corev1.Volume{
 		{Name: tlsVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: ProxyCertSecret}}},
-		{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		{Name: trustVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: TrustBundleConfigMap},
+		}}},
+	}
+	if in.CollectorURL != "" {
+		volumes = append(volumes, corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: CollectorAudience, ExpirationSeconds: ptr.To[int64](3600), Path: "token",
 			}}},
-		}}},
+		}}})
 	}
+	if in.Release == snoopv1alpha1.ClusterRelease {
+		// Optional: a pod must never wait on the catalog.
+		volumes = append(volumes, corev1.Volume{Name: catalogVol, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: CatalogConfigMap}, Optional: ptr.To(true),
+		}}})
+	}
+	return volumes
 }
 
 // pointAtProxy sends containers' in-cluster clients to the sidecar (env

@@ -59,10 +59,10 @@ func TestInjectIPTables(t *testing.T) {
 	if !Inject(pod, in) {
 		t.Fatal("Inject reported no change")
 	}
-	if got, want := names(pod.Spec.InitContainers), []string{IPTablesContainerName, targets.ProxyContainerName, "migrate"}; !equality.Semantic.DeepEqual(got, want) {
+	if got, want := names(pod.Spec.InitContainers), []string{targets.ProxyContainerName, IPTablesContainerName, "migrate"}; !equality.Semantic.DeepEqual(got, want) {
 		t.Fatalf("init containers %v, want %v", got, want)
 	}
-	proxy := pod.Spec.InitContainers[1]
+	proxy := pod.Spec.InitContainers[0]
 	if proxy.RestartPolicy == nil || *proxy.RestartPolicy != corev1.ContainerRestartPolicyAlways || proxy.StartupProbe == nil {
 		t.Error("the proxy is not a native sidecar with a startup probe")
 	}
@@ -74,7 +74,7 @@ func TestInjectIPTables(t *testing.T) {
 			t.Errorf("proxy args %v lack %s", proxy.Args, want)
 		}
 	}
-	ipt := pod.Spec.InitContainers[0]
+	ipt := pod.Spec.InitContainers[1]
 	if caps := ipt.SecurityContext.Capabilities.Add; len(caps) != 2 {
 		t.Errorf("iptables container capabilities %v", caps)
 	}
@@ -84,8 +84,13 @@ func TestInjectIPTables(t *testing.T) {
 	if cm := pod.Spec.Volumes[0].Projected.Sources[1].ConfigMap.Name; cm != TrustBundleConfigMap {
 		t.Errorf("service account CA comes from %s, want %s", cm, TrustBundleConfigMap)
 	}
-	if len(pod.Spec.Volumes) != 3 {
-		t.Errorf("volumes %d, want the service account's and two", len(pod.Spec.Volumes))
+	// The service account's, the serving pair, the trust bundle and the
+	// collector token (the injection names a collector).
+	if len(pod.Spec.Volumes) != 4 {
+		t.Errorf("volumes %d, want the service account's and three", len(pod.Spec.Volumes))
+	}
+	if !slices.Contains(proxy.Args, "--upstream-ca-file=/var/run/apisnoop/trust/ca.crt") {
+		t.Errorf("proxy args %v: the upstream is not verified with the trust bundle", proxy.Args)
 	}
 	if pod.Annotations[AnnotationSession] != "team-a/demo" {
 		t.Errorf("annotations %v", pod.Annotations)
@@ -129,15 +134,21 @@ func TestInjectEnv(t *testing.T) {
 	}
 }
 
-func TestReleaseOf(t *testing.T) {
-	for _, tt := range []struct{ spec, status, want string }{
-		{"1.33", "1.33", "1.33"},
-		{snoopv1alpha1.ClusterRelease, "cluster v1.37.2", "1.37"},
-		{snoopv1alpha1.ClusterRelease, "cluster v1.38.0-alpha.1+abc", "1.38"},
-	} {
-		s := &snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{KubernetesRelease: tt.spec}, Status: snoopv1alpha1.SnoopSessionStatus{Release: tt.status}}
-		if got := releaseOf(s); got != tt.want {
-			t.Errorf("releaseOf(%s, %q) = %q, want %q", tt.spec, tt.status, got, tt.want)
-		}
+func TestInjectClusterRelease(t *testing.T) {
+	pod := appPod()
+	Inject(pod, Injection{Session: "team-a/demo", Release: snoopv1alpha1.ClusterRelease, Image: "apisnoop:dev"})
+	proxy := pod.Spec.InitContainers[0]
+	if !slices.Contains(proxy.Args, "--catalog-file=/var/run/apisnoop/catalog/catalog.json.zst") || !slices.Contains(proxy.Args, "--release=cluster") {
+		t.Errorf("proxy args %v: want the catalog file, and the release cluster to fall back to", proxy.Args)
+	}
+	if !slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.ConfigMap != nil && v.ConfigMap.Name == CatalogConfigMap
+	}) {
+		t.Error("no volume of the catalog ConfigMap")
+	}
+	embedded := appPod()
+	Inject(embedded, Injection{Session: "team-a/demo", Release: "1.37", Image: "apisnoop:dev"})
+	if slices.ContainsFunc(embedded.Spec.Volumes, func(v corev1.Volume) bool { return v.ConfigMap != nil && v.ConfigMap.Name == CatalogConfigMap }) {
+		t.Error("an embedded release mounts the catalog ConfigMap")
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -26,7 +28,10 @@ var (
 	ctx       context.Context
 	cancel    context.CancelFunc
 	testEnv   *envtest.Environment
-	k8sClient client.Client
+	k8sClient client.Client // uncached, for the test's own reads and writes
+	// cached is what the injector reads, as in the manager: a cache with
+	// the session index, started for the suite.
+	cached client.Reader
 )
 
 func TestWebhook(t *testing.T) {
@@ -52,6 +57,15 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.New()})
 	Expect(err).NotTo(HaveOccurred())
+	c, err := cache.New(cfg, cache.Options{Scheme: k8sClient.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(targets.IndexSessions(ctx, c)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(c.Start(ctx)).To(Succeed())
+	}()
+	Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	cached = c
 })
 
 var _ = AfterSuite(func() {
@@ -68,7 +82,7 @@ func startWebhookServer() (stop func()) {
 	o := testEnv.WebhookInstallOptions
 	server := webhook.NewServer(webhook.Options{Host: o.LocalServingHost, Port: o.LocalServingPort, CertDir: o.LocalServingCertDir})
 	server.Register(Path, &admission.Webhook{Handler: &PodInjector{
-		Client:  k8sClient,
+		Client:  cached,
 		Decoder: admission.NewDecoder(k8sClient.Scheme()),
 		Image:   "apisnoop:test",
 		Skip:    []string{"kube-system", "apisnoop-system"},

@@ -126,7 +126,7 @@ var _ = Describe("What the proxy keeps of a request", func() {
 
 		Expect(shipper.Ship(context.Background())).To(Succeed())
 		results := httptest.NewRecorder()
-		record.AdminHandler(recorder, shipper, metrics).ServeHTTP(results, httptest.NewRequest(http.MethodGet, "/results", nil))
+		record.ResultsHandler(recorder, shipper).ServeHTTP(results, httptest.NewRequest(http.MethodGet, "/results", nil))
 		Expect(results.Code).To(Equal(http.StatusOK))
 		families, err := metrics.Registry.Gather()
 		Expect(err).NotTo(HaveOccurred())

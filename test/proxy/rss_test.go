@@ -78,11 +78,12 @@ func BenchmarkSidecarRSS(b *testing.B) {
 // sidecar is a running snoop-proxy binary in front of the suite's API
 // server, configured as the webhook configures a sidecar.
 type sidecar struct {
-	pid    int
-	url    string // the proxy
-	admin  string // its admin endpoints
-	client *http.Client
-	stop   func()
+	pid     int
+	url     string // the proxy
+	admin   string // its admin endpoints: health and metrics
+	results string // its loopback endpoints: /results and profiles
+	client  *http.Client
+	stop    func()
 }
 
 // get lists ConfigMaps through the sidecar with the admin token.
@@ -110,15 +111,16 @@ type testingT interface {
 }
 
 // startSidecar builds and starts snoop-proxy and waits until it serves.
-func startSidecar(tb testingT) *sidecar {
-	return startProxyBinary(tb, "./cmd/snoop-proxy")
+// args are added to the sidecar's flags.
+func startSidecar(tb testingT, args ...string) *sidecar {
+	return startProxyBinary(tb, "./cmd/snoop-proxy", args...)
 }
 
 // startProxyBinary builds the proxy command at pkg (relative to the
-// repository), starts it with the sidecar's flags and waits until it serves.
-// Proxies other than snoop-proxy get the sidecar's runtime defaults from the
-// environment, so that they compare like for like.
-func startProxyBinary(tb testingT, pkg string) *sidecar {
+// repository), starts it with the sidecar's flags and args and waits until
+// it serves. Proxies other than snoop-proxy get the sidecar's runtime
+// defaults from the environment, so that they compare like for like.
+func startProxyBinary(tb testingT, pkg string, args ...string) *sidecar {
 	tb.Helper()
 	dir := tb.TempDir()
 	bin := filepath.Join(dir, filepath.Base(pkg))
@@ -140,12 +142,12 @@ func startProxyBinary(tb testingT, pkg string) *sidecar {
 		}
 		return path
 	}
-	port, adminPort := freePort(tb), freePort(tb)
-	cmd := exec.Command(bin,
-		"--listen", "127.0.0.1:"+port, "--admin-listen", "127.0.0.1:"+adminPort,
+	port, adminPort, resultsPort := freePort(tb), freePort(tb), freePort(tb)
+	cmd := exec.Command(bin, append([]string{
+		"--listen", "127.0.0.1:" + port, "--admin-listen", "127.0.0.1:" + adminPort, "--results-listen", "127.0.0.1:" + resultsPort,
 		"--upstream", directConfig.Host, "--upstream-ca-file", write("ca.crt", directConfig.CAData),
 		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
-		"--pod-name", "bench-0", "--pod-namespace", "default", "--release", "1.37", "--profiling")
+		"--pod-name", "bench-0", "--pod-namespace", "default", "--release", "1.37", "--profiling"}, args...)...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if pkg != "./cmd/snoop-proxy" {
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "GOMEMLIMIT=24MiB")
@@ -161,7 +163,7 @@ func startProxyBinary(tb testingT, pkg string) *sidecar {
 		tb.Fatal(err)
 	}
 	s := &sidecar{
-		pid: cmd.Process.Pid, url: cfg.Host, admin: "http://127.0.0.1:" + adminPort,
+		pid: cmd.Process.Pid, url: cfg.Host, admin: "http://127.0.0.1:" + adminPort, results: "http://127.0.0.1:" + resultsPort,
 		client: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second},
 		stop:   func() { _ = cmd.Process.Kill(); _ = cmd.Wait() },
 	}

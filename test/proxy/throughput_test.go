@@ -353,7 +353,7 @@ func profileSidecar(b *testing.B, sc *sidecar, name string) <-chan struct{} {
 	}
 	go func() {
 		defer close(done)
-		resp, err := http.Get(sc.admin + "/debug/pprof/profile?seconds=5")
+		resp, err := http.Get(sc.results + "/debug/pprof/profile?seconds=5")
 		if err != nil {
 			b.Error(err)
 			return

@@ -22,7 +22,7 @@ func main() {
 	caFile := flag.String("upstream-ca-file", "", "")
 	certFile := flag.String("cert-file", "", "")
 	keyFile := flag.String("key-file", "", "")
-	for _, ignored := range []string{"admin-listen", "pod-name", "pod-namespace", "release"} {
+	for _, ignored := range []string{"admin-listen", "results-listen", "pod-name", "pod-namespace", "release"} {
 		flag.String(ignored, "", "ignored")
 	}
 	flag.Bool("profiling", false, "ignored")

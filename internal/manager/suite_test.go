@@ -3,10 +3,10 @@ package manager_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,29 +14,28 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"apisnoop.dev/kube-apisnoop/controllers"
-	"apisnoop.dev/kube-apisnoop/internal/certs"
-	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
 const (
+	sidecarImage   = "apisnoop:test"
 	namespace      = "apisnoop-system"
 	serviceAccount = "apisnoop-controller-manager"
 	operatorUser   = "system:serviceaccount:" + namespace + ":" + serviceAccount
@@ -46,7 +45,13 @@ var (
 	ctx     context.Context
 	cancel  context.CancelFunc
 	testEnv *envtest.Environment
-	admin   client.Client
+	restCfg *rest.Config
+	admin   client.Client // uncached, as the test's own identity
+	// webhookPort is where the manager serves the pod webhook; the rendered
+	// webhook configuration calls it at https://127.0.0.1:webhookPort.
+	webhookPort int
+	// stopManager stops the running manager and waits for it.
+	stopManager func()
 )
 
 func TestManager(t *testing.T) {
@@ -74,20 +79,63 @@ var _ = BeforeSuite(func() {
 	Expect(admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount, Namespace: namespace}})).To(Succeed())
 	applyGeneratedRBAC()
 
-	asOperator := rest.CopyConfig(cfg)
-	asOperator.Impersonate = rest.ImpersonationConfig{UserName: operatorUser,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
-	mgr, err := manager.New(asOperator, manager.Config{Namespace: namespace}, ctrl.Options{
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-	})
-	Expect(err).NotTo(HaveOccurred())
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
+	restCfg = cfg
+	webhookPort = freePort()
+	installWebhookConfiguration()
+	stopManager = startManager()
 })
 
+// startManager runs the whole operator, as manager.New wires it, as its
+// service account, serving the webhook on loopback (a manager run outside
+// the cluster), and returns a function that stops it.
+func startManager() (stop func()) {
+	GinkgoHelper()
+	asOperator := rest.CopyConfig(restCfg)
+	asOperator.Impersonate = rest.ImpersonationConfig{UserName: operatorUser,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
+	mgr, err := manager.New(asOperator, manager.Config{Namespace: namespace, Webhook: manager.WebhookConfig{
+		Host: "127.0.0.1", Port: webhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: sidecarImage,
+	}}, ctrl.Options{
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		// The suite restarts the manager in one process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(mgrCtx)).To(Succeed())
+	}()
+	return func() { stopMgr(); <-done }
+}
+
+// installWebhookConfiguration creates the webhook configuration config/
+// renders, pointed at the manager on loopback, with the caBundle empty for
+// the operator to fill.
+func installWebhookConfiguration() {
+	GinkgoHelper()
+	config, err := testenv.InstallWebhookConfiguration(ctx, admin, fmt.Sprintf("https://127.0.0.1:%d", webhookPort))
+	Expect(err).NotTo(HaveOccurred())
+	Expect(config.Name).To(Equal(manager.DefaultWebhookConfiguration))
+	for _, w := range config.Webhooks {
+		Expect(w.ClientConfig.CABundle).To(BeEmpty())
+	}
+}
+
+func freePort() int {
+	GinkgoHelper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 var _ = AfterSuite(func() {
+	if stopManager != nil {
+		stopManager()
+	}
 	cancel()
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())
@@ -122,61 +170,3 @@ func applyGeneratedRBAC() {
 		}
 	}
 }
-
-var _ = Describe("The operator's proxy certificate", func() {
-	It("is issued through a CertificateSigningRequest it approves, kept in a Secret, and serves TLS", func() {
-		secret := &corev1.Secret{}
-		Eventually(func() error {
-			return admin.Get(ctx, client.ObjectKey{Namespace: namespace, Name: manager.ProxyCertSecretName}, secret)
-		}).Should(Succeed())
-		Expect(secret.Data).To(HaveKey(corev1.TLSCertKey))
-		Expect(secret.Data).To(HaveKey(corev1.TLSPrivateKeyKey))
-		Expect(secret.Data).To(HaveKey(controllers.SecretKeyCA))
-
-		By("the request: from the operator, for the proxy signer, approved by the operator's policy")
-		csrs := &certificatesv1.CertificateSigningRequestList{}
-		Expect(admin.List(ctx, csrs)).To(Succeed())
-		var ours []certificatesv1.CertificateSigningRequest
-		for _, c := range csrs.Items {
-			if c.Spec.SignerName == signer.ProxySignerName {
-				ours = append(ours, c)
-			}
-		}
-		Expect(ours).To(HaveLen(1))
-		Expect(ours[0].Spec.Username).To(Equal(operatorUser))
-		Expect(ours[0].Status.Conditions).To(ContainElement(HaveField("Reason", controllers.ReasonPolicyApproved)))
-		Expect(ours[0].Status.Certificate).To(Equal(secret.Data[corev1.TLSCertKey]))
-
-		By("the pair: served by the sidecar's certificate loader, trusted through ca.crt for the API server's names")
-		dir := GinkgoT().TempDir()
-		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-		Expect(os.WriteFile(certFile, secret.Data[corev1.TLSCertKey], 0o600)).To(Succeed())
-		Expect(os.WriteFile(keyFile, secret.Data[corev1.TLSPrivateKeyKey], 0o600)).To(Succeed())
-		serving, err := certs.NewServingFiles(certFile, keyFile)
-		Expect(err).NotTo(HaveOccurred())
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", serving.TLSConfig())
-		Expect(err).NotTo(HaveOccurred())
-		defer ln.Close()
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_ = conn.(*tls.Conn).Handshake()
-				conn.Close()
-			}
-		}()
-		roots := x509.NewCertPool()
-		Expect(roots.AppendCertsFromPEM(secret.Data[controllers.SecretKeyCA])).To(BeTrue())
-		kubernetesSvc := &corev1.Service{}
-		Expect(admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: "kubernetes"}, kubernetesSvc)).To(Succeed())
-		for _, name := range []string{"kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", "127.0.0.1", kubernetesSvc.Spec.ClusterIP} {
-			conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
-			Expect(err).NotTo(HaveOccurred(), name)
-			conn.Close()
-		}
-		_, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "api.example.com"})
-		Expect(err).To(HaveOccurred())
-	})
-})

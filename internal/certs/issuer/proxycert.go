@@ -1,4 +1,9 @@
-package controllers
+// Package issuer keeps the operator's certificates: its CA in a Secret, the
+// proxies' serving pair issued through a CertificateSigningRequest to the
+// operator's own signer, the webhook's serving pair signed with the CA, and
+// the trust bundle injected pods verify the proxy with. It talks to the API
+// server; the sidecar never links it.
+package issuer
 
 import (
 	"context"
@@ -11,7 +16,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"sync"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -28,63 +32,6 @@ import (
 
 	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 )
-
-// Keys of the proxy certificate Secret besides tls.crt and tls.key: the CA
-// that signed it, which injected pods trust.
-const SecretKeyCA = "ca.crt"
-
-// +kubebuilder:rbac:groups="",namespace=apisnoop-system,resources=secrets,verbs=get;create;update
-
-// CAStore keeps the operator's CA in a Secret of its own namespace, making it
-// on first use. It caches what it read: the CA changes only by hand.
-type CAStore struct {
-	// Client must not read Secrets from a cache, which would watch and keep
-	// every Secret of the cluster (manager.New switches that cache off).
-	Client client.Client
-	Secret types.NamespacedName
-
-	mu sync.Mutex
-	ca *signer.CA
-}
-
-// Get returns the CA, creating its Secret when there is none.
-func (s *CAStore) Get(ctx context.Context) (*signer.CA, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ca != nil {
-		return s.ca, nil
-	}
-	secret := &corev1.Secret{}
-	err := s.Client.Get(ctx, s.Secret, secret)
-	if apierrors.IsNotFound(err) {
-		ca, err := signer.NewCA("apisnoop proxy CA")
-		if err != nil {
-			return nil, err
-		}
-		secret = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: s.Secret.Name, Namespace: s.Secret.Namespace},
-			Type:       corev1.SecretTypeTLS,
-			Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: ca.KeyPEM},
-		}
-		if err := s.Client.Create(ctx, secret); err == nil {
-			s.ca = ca
-			return ca, nil
-		} else if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create CA secret: %w", err)
-		}
-		// Another replica made it first: use theirs.
-		err = s.Client.Get(ctx, s.Secret, secret)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get CA secret: %w", err)
-	}
-	ca, err := signer.ParseCA(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
-	if err != nil {
-		return nil, fmt.Errorf("CA secret %s: %w", s.Secret, err)
-	}
-	s.ca = ca
-	return ca, nil
-}
 
 // ProxyNames looks up the names a proxy certificate carries and the signer
 // allows: the kubernetes Service's ClusterIP and DNS names, and loopback.
@@ -110,11 +57,16 @@ func (n *ProxyNames) Get(ctx context.Context) (dnsNames []string, ips []net.IP, 
 	return dnsNames, ips, nil
 }
 
+// DefaultProxyCertValidity is how long a proxy serving certificate lives
+// when the request does not ask for less. The issuer renews at two thirds.
+const DefaultProxyCertValidity = 30 * 24 * time.Hour
+
 // ProxyCertIssuer keeps the proxies' serving certificate in a Secret of the
 // operator's namespace. It asks for one through a CertificateSigningRequest
 // for signer.ProxySignerName (the API server garbage-collects requests after
 // about an hour, so the pair is kept in the Secret), and renews it at two
-// thirds of its life. It is a manager Runnable.
+// thirds of its life. A controller calls Ensure on the Secret's events and
+// when Ensure says the pair is due.
 type ProxyCertIssuer struct {
 	// Client should be uncached, as CAStore's.
 	Client client.Client
@@ -127,64 +79,42 @@ type ProxyCertIssuer struct {
 	Names  *ProxyNames
 	// Validity asked for; zero means DefaultProxyCertValidity.
 	Validity time.Duration
-	// RetryAfter is the pause after a failed attempt; zero means 30s.
-	RetryAfter time.Duration
-}
-
-// Start keeps the certificate current until ctx ends.
-func (i *ProxyCertIssuer) Start(ctx context.Context) error {
-	log := ctrl.LoggerFrom(ctx).WithName("proxy-cert-issuer")
-	retry := i.RetryAfter
-	if retry == 0 {
-		retry = 30 * time.Second
-	}
-	for {
-		next, err := i.Ensure(ctx)
-		if err != nil {
-			log.Error(err, "Proxy serving certificate not issued; retrying", "secret", i.Secret, "retryAfter", retry)
-			next = time.Now().Add(retry)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Until(next)):
-		}
-	}
 }
 
 // Ensure issues a certificate when the Secret has none that is good, and
-// says when to look again.
-func (i *ProxyCertIssuer) Ensure(ctx context.Context) (next time.Time, err error) {
+// says when to look again and whether it issued one.
+func (i *ProxyCertIssuer) Ensure(ctx context.Context) (next time.Time, issued bool, err error) {
 	secret := &corev1.Secret{}
 	err = i.Client.Get(ctx, i.Secret, secret)
 	if err != nil && !apierrors.IsNotFound(err) {
-		return time.Time{}, fmt.Errorf("get proxy certificate secret: %w", err)
+		return time.Time{}, false, fmt.Errorf("get proxy certificate secret: %w", err)
 	}
 	exists := err == nil
 	dnsNames, ips, err := i.Names.Get(ctx)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, false, err
 	}
 	if exists {
 		if renewAt, ok := currentPair(secret, dnsNames, ips); ok && time.Now().Before(renewAt) {
-			return renewAt, nil
+			return renewAt, false, nil
 		}
 	}
 
 	certPEM, keyPEM, err := i.request(ctx, dnsNames, ips)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, false, err
 	}
 	leaf, err := certutil.ParseCertsPEM(certPEM)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("parse issued certificate: %w", err)
+		return time.Time{}, false, fmt.Errorf("parse issued certificate: %w", err)
 	}
 	ca, err := i.CA(ctx)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("load CA: %w", err)
+		return time.Time{}, false, fmt.Errorf("load CA: %w", err)
 	}
 	secret.Name, secret.Namespace = i.Secret.Name, i.Secret.Namespace
 	secret.Type = corev1.SecretTypeTLS
+	markManaged(&secret.ObjectMeta)
 	secret.Data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, SecretKeyCA: ca.CertPEM}
 	if exists {
 		err = i.Client.Update(ctx, secret)
@@ -192,10 +122,10 @@ func (i *ProxyCertIssuer) Ensure(ctx context.Context) (next time.Time, err error
 		err = i.Client.Create(ctx, secret)
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store proxy certificate: %w", err)
+		return time.Time{}, false, fmt.Errorf("store proxy certificate: %w", err)
 	}
 	ctrl.LoggerFrom(ctx).Info("Issued proxy serving certificate", "secret", i.Secret, "notAfter", leaf[0].NotAfter, "dnsNames", dnsNames, "ips", ips)
-	return renewalTime(leaf[0]), nil
+	return renewalTime(leaf[0]), true, nil
 }
 
 // request makes a key and a CertificateSigningRequest and waits for the

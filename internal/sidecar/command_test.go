@@ -1,0 +1,256 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+)
+
+// warnings collects what loadCatalog warns about.
+type warnings []string
+
+func (w *warnings) printf(format string, args ...any) { *w = append(*w, fmt.Sprintf(format, args...)) }
+
+// writeCatalog writes a one-operation catalog as the operator hands it over.
+func writeCatalog(t *testing.T) string {
+	t.Helper()
+	data, err := catalog.Encode(&catalog.Catalog{Release: "cluster v1.37.2", Operations: []catalog.Operation{{
+		ID: "listExampleComV1NamespacedWidget", Method: "GET", Path: "/apis/example.com/v1/namespaces/{namespace}/widgets",
+		Group: "example.com", Version: "v1", Resource: "widgets", Action: "list", Class: catalog.ClassResource,
+		Level: catalog.Stable, Namespaced: true, Eligibility: catalog.Eligible,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "catalog.json.zst")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestLoadCatalog(t *testing.T) {
+	good := writeCatalog(t)
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(broken, []byte("not zstd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		file, release string
+		wantRelease   string
+		wantEmpty     bool
+		wantWarnings  []string // substrings, one per warning
+	}{
+		{name: "an embedded release", release: "1.36", wantRelease: "1.36"},
+		{name: "the operator's file over the release", file: good, release: "cluster", wantRelease: "cluster v1.37.2"},
+		{name: "a release this binary does not embed", release: "1.99", wantRelease: "1.99", wantEmpty: true,
+			wantWarnings: []string{"does not embed Kubernetes 1.99 (it has 1.31,"}},
+		{name: "cluster without its file", release: "cluster", wantRelease: "cluster", wantEmpty: true,
+			wantWarnings: []string{"does not embed Kubernetes cluster"}},
+		{name: "a missing file", file: filepath.Join(t.TempDir(), "absent"), release: "1.37", wantRelease: "1.37",
+			wantWarnings: []string{"cannot use --catalog-file, matching against --release 1.37 instead: read catalog file"}},
+		{name: "a broken file and an unknown release", file: broken, release: "1.99", wantRelease: "1.99", wantEmpty: true,
+			wantWarnings: []string{"decode catalog file", "does not embed Kubernetes 1.99"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var warned warnings
+			c := loadCatalog(tc.file, tc.release, warned.printf)
+			if c.Release != tc.wantRelease || (len(c.Operations) == 0) != tc.wantEmpty {
+				t.Errorf("catalog %q with %d operations, want %q (empty: %v)", c.Release, len(c.Operations), tc.wantRelease, tc.wantEmpty)
+			}
+			if len(warned) != len(tc.wantWarnings) {
+				t.Fatalf("warnings %q, want %d", warned, len(tc.wantWarnings))
+			}
+			for i, want := range tc.wantWarnings {
+				if !strings.Contains(warned[i], want) {
+					t.Errorf("warning %q does not say %q", warned[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckLoopback(t *testing.T) {
+	for addr, want := range map[string]error{
+		"127.0.0.1:15021": nil,
+		"127.0.0.2:15021": nil,
+		"[::1]:15021":     nil,
+		":15021":          errNotLoopback,
+		"0.0.0.0:15021":   errNotLoopback,
+		"[::]:15021":      errNotLoopback,
+		"10.0.0.7:15021":  errNotLoopback,
+		"localhost:15021": errNotLoopback, // a name could resolve anywhere
+	} {
+		if err := checkLoopback(addr); !errors.Is(err, want) {
+			t.Errorf("checkLoopback(%q) = %v, want %v", addr, err, want)
+		}
+	}
+	if err := checkLoopback("15021"); err == nil {
+		t.Error("checkLoopback accepts an address without a host")
+	}
+}
+
+func TestRefusesResultsOnThePodNetwork(t *testing.T) {
+	keepRuntime(t)
+	cmd := NewCommand("snoop-proxy")
+	cmd.SetArgs([]string{"--upstream", "https://127.0.0.1:1", "--results-listen", ":15021"})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.Execute(); !errors.Is(err, errNotLoopback) {
+		t.Errorf("--results-listen :15021: %v, want errNotLoopback", err)
+	}
+}
+
+// TestUnknownReleaseStillProxies runs the command with a release it does not
+// embed: requests pass, are recorded as unknown, and /results is on the
+// results listener only.
+func TestUnknownReleaseStillProxies(t *testing.T) {
+	keepRuntime(t)
+	upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"kind": "PodList"}`)
+	}))
+	defer upstream.Close()
+
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	certPEM, keyPEM := selfSigned(t)
+	listen, admin, results := freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := NewCommand("snoop-proxy")
+	cmd.SetArgs([]string{
+		"--listen", listen, "--admin-listen", admin, "--results-listen", results,
+		"--upstream", upstream.URL,
+		"--upstream-ca-file", write("upstream.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
+		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
+		"--release", "1.99", "--pod-name", "app-0", "--service-account", "robot",
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	}()
+
+	get := func(client *http.Client, url string) (int, string) {
+		t.Helper()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitFor(t, "http://"+admin+"/readyz")
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	proxied := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	if code, body := get(proxied, "https://"+listen+"/api/v1/namespaces/default/pods"); code != http.StatusOK || !strings.Contains(body, "PodList") {
+		t.Fatalf("through the proxy: %d %s", code, body)
+	}
+
+	if code, _ := get(http.DefaultClient, "http://"+admin+"/results"); code != http.StatusNotFound {
+		t.Errorf("the admin listener serves /results: %d", code)
+	}
+	code, body := get(http.DefaultClient, "http://"+results+"/results")
+	if code != http.StatusOK {
+		t.Fatalf("GET /results: %d %s", code, body)
+	}
+	var rep coverage.Report
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Summary.Release != "1.99" || rep.Summary.Requests != 1 || rep.Summary.UnknownRequests != 1 {
+		t.Errorf("summary %+v, want release 1.99 with 1 request, unknown", rep.Summary)
+	}
+}
+
+// keepRuntime keeps the command from tuning the test process's runtime
+// (tuneRuntime leaves set variables alone).
+func keepRuntime(t *testing.T) {
+	t.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
+	t.Setenv("GOMEMLIMIT", "off")
+}
+
+// waitFor polls url until it answers 200.
+func waitFor(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// selfSigned returns a serving pair for 127.0.0.1, as PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
