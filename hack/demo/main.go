@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,7 +31,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
@@ -92,17 +90,12 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
-		return fmt.Errorf("create operator namespace: %w", err)
-	}
-	// The manager serves the pod webhook on loopback, as a manager run
-	// outside the cluster does; the webhook configuration from config/
-	// calls it there, and the operator fills its caBundle.
-	webhookPort, err := freePort()
+	// As config/ installs it: its namespace, service account, the generated
+	// RBAC and the webhook configuration, which calls the manager on
+	// loopback (a manager run outside the cluster); the operator fills its
+	// caBundle.
+	operator, err := testenv.InstallOperator(ctx, cfg, c, demoImage)
 	if err != nil {
-		return err
-	}
-	if _, err := testenv.InstallWebhookConfiguration(ctx, c, fmt.Sprintf("https://127.0.0.1:%d", webhookPort)); err != nil {
 		return err
 	}
 	// What the kube-controller-manager, which the local control plane
@@ -110,16 +103,16 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	if err := testenv.PublishRootCA(ctx, c, "default", cfg.CAData); err != nil {
 		return err
 	}
-	mgr, err := manager.New(cfg, manager.Config{Namespace: operatorNamespace, Webhook: manager.WebhookConfig{
-		Host: "127.0.0.1", Port: webhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: demoImage,
-	}}, ctrl.Options{Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	stopManager, err := operator.Start(ctx, ctrl.Options{})
 	if err != nil {
 		return err
 	}
-	mgrCtx, stopManager := context.WithCancel(ctx)
-	defer stopManager()
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+	managerStopped := false
+	defer func() {
+		if !managerStopped {
+			_ = stopManager()
+		}
+	}()
 
 	k := func(args ...string) error {
 		return runShown(ctx, []string{"KUBECONFIG=" + kubeconfig}, kubectl, args...)
@@ -206,12 +199,12 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		step("Control plane and manager keep running; press Ctrl-C to stop.\n  export KUBECONFIG=%s", kubeconfig)
 		<-ctx.Done()
 	}
-	stopManager()
-	return <-mgrDone
+	managerStopped = true
+	return stopManager()
 }
 
 // operatorNamespace holds the operator's CA and proxy certificate Secrets.
-const operatorNamespace = "apisnoop-system"
+const operatorNamespace = "apisnoop-system" // as testenv.InstallOperator names it
 
 // demoImage is the sidecar image named in injected pods; nothing runs them
 // on a control plane without nodes.
@@ -264,15 +257,6 @@ func waitForInjected(ctx context.Context, c client.Client, key client.ObjectKey)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitForSecret waits until the operator has stored a Secret.

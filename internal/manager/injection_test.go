@@ -59,25 +59,14 @@ func session(ns string, mutate func(*snoopv1alpha1.SnoopSession)) *snoopv1alpha1
 	return s
 }
 
-// appPod is a pod as the ServiceAccount admission plugin leaves it (envtest
-// runs without that plugin): its API access volume takes the CA from
-// kube-root-ca.crt.
-func appPod(ns string, labels map[string]string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "app-", Namespace: ns, Labels: labels},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: "default",
-			InitContainers:     []corev1.Container{{Name: "migrate", Image: "app:dev"}},
-			Containers:         []corev1.Container{{Name: "app", Image: "app:dev"}},
-			Volumes: []corev1.Volume{{Name: "kube-api-access-x7k2p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources: []corev1.VolumeProjection{
-					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-						Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
-				},
-			}}}},
-		},
-	}
+func appPod(ns string, labels map[string]string) *corev1.Pod { return testenv.AppPod(ns, labels) }
+
+// webhookConfiguration is the MutatingWebhookConfiguration as stored.
+func webhookConfiguration() *admissionregistrationv1.MutatingWebhookConfiguration {
+	GinkgoHelper()
+	config := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	Expect(admin.Get(ctx, client.ObjectKey{Name: manager.DefaultWebhookConfiguration}, config)).To(Succeed())
+	return config
 }
 
 func createPod(pod *corev1.Pod) *corev1.Pod {
@@ -116,6 +105,26 @@ func served(addr, serverName string, roots *x509.CertPool) (*x509.Certificate, e
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+// handshakes serves TLS handshakes with config on loopback until the test
+// ends, and returns its address.
+func handshakes(config *tls.Config) string {
+	GinkgoHelper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", config)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(ln.Close)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 func getSecret(ns, name string) func() (*corev1.Secret, error) {
@@ -199,20 +208,8 @@ var _ = Describe("Injection, live", Ordered, func() {
 		By("and the proxy's certificate for kubernetes.default.svc")
 		cert, err := tls.X509KeyPair(pair.Data[corev1.TLSCertKey], pair.Data[corev1.TLSPrivateKeyKey])
 		Expect(err).NotTo(HaveOccurred())
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-		Expect(err).NotTo(HaveOccurred())
-		defer ln.Close()
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_ = conn.(*tls.Conn).Handshake()
-				conn.Close()
-			}
-		}()
-		_, err = served(ln.Addr().String(), "kubernetes.default.svc", roots)
+		addr := handshakes(&tls.Config{Certificates: []tls.Certificate{cert}})
+		_, err = served(addr, "kubernetes.default.svc", roots)
 		Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -286,7 +283,7 @@ var _ = Describe("Injection, live", Ordered, func() {
 		Expect(admin.Get(ctx, key, old)).To(Succeed())
 		roots := x509.NewCertPool()
 		Expect(roots.AppendCertsFromPEM(caPEM())).To(BeTrue())
-		addr := fmt.Sprintf("127.0.0.1:%d", webhookPort)
+		addr := fmt.Sprintf("127.0.0.1:%d", operator.WebhookPort)
 
 		By("forcing a renewal: the pair's Secret is deleted")
 		Expect(admin.Delete(ctx, old)).To(Succeed())

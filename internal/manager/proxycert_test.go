@@ -50,29 +50,17 @@ var _ = Describe("The operator's proxy certificate", func() {
 		Expect(os.WriteFile(keyFile, secret.Data[corev1.TLSPrivateKeyKey], 0o600)).To(Succeed())
 		serving, err := certs.NewServingFiles(certFile, keyFile)
 		Expect(err).NotTo(HaveOccurred())
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", serving.TLSConfig())
-		Expect(err).NotTo(HaveOccurred())
-		defer ln.Close()
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_ = conn.(*tls.Conn).Handshake()
-				conn.Close()
-			}
-		}()
+		addr := handshakes(serving.TLSConfig())
 		roots := x509.NewCertPool()
 		Expect(roots.AppendCertsFromPEM(secret.Data[issuer.SecretKeyCA])).To(BeTrue())
 		kubernetesSvc := &corev1.Service{}
 		Expect(admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: "kubernetes"}, kubernetesSvc)).To(Succeed())
 		for _, name := range []string{"kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", "127.0.0.1", kubernetesSvc.Spec.ClusterIP} {
-			conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
+			conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: name})
 			Expect(err).NotTo(HaveOccurred(), name)
 			conn.Close()
 		}
-		_, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "api.example.com"})
+		_, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "api.example.com"})
 		Expect(err).To(HaveOccurred())
 	})
 })

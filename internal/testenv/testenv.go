@@ -54,3 +54,10 @@ func New() (*envtest.Environment, error) {
 		BinaryAssetsDirectory: dir,
 	}, nil
 }
+
+// WidgetsCRD is the path of a small custom resource definition
+// (widgets.example.com, namespaced, v1) for tests of the live cluster's
+// catalog.
+func WidgetsCRD() string {
+	return filepath.Join(RepoRoot(), "internal", "testenv", "testdata", "widgets.yaml")
+}

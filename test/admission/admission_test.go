@@ -27,7 +27,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -250,26 +249,7 @@ func (c *benchCluster) deletePods(b *testing.B, kinds []*podKind) {
 	}
 }
 
-// appPod is a pod as the ServiceAccount admission plugin leaves it (envtest
-// runs without that plugin): its API access volume takes the CA from
-// kube-root-ca.crt, which the webhook rewrites when it injects.
-func appPod(ns string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "app-", Namespace: ns, Labels: appLabels},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: "default",
-			InitContainers:     []corev1.Container{{Name: "migrate", Image: "app:dev"}},
-			Containers:         []corev1.Container{{Name: "app", Image: "app:dev"}},
-			Volumes: []corev1.Volume{{Name: "kube-api-access-x7k2p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources: []corev1.VolumeProjection{
-					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-						Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
-				},
-			}}}},
-		},
-	}
-}
+func appPod(ns string) *corev1.Pod { return testenv.AppPod(ns, appLabels) }
 
 func isInjected(pod *corev1.Pod) bool {
 	return slices.Contains(initNames(pod), targets.ProxyContainerName)

@@ -16,6 +16,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
 // fetch GETs a URL of the sidecar's plain-HTTP listeners.
@@ -54,7 +55,7 @@ var _ = Describe("The snoop-proxy sidecar binary", func() {
 
 	It("counts a custom resource request as a hit with the cluster's catalog in --catalog-file", func() {
 		_, err := envtest.InstallCRDs(testEnv.Config, envtest.CRDInstallOptions{
-			Paths: []string{filepath.Join("testdata", "widgets.yaml")}, ErrorIfPathMissing: true,
+			Paths: []string{testenv.WidgetsCRD()}, ErrorIfPathMissing: true,
 		})
 		Expect(err).NotTo(HaveOccurred())
 

@@ -3,7 +3,6 @@ package releases
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -52,7 +51,7 @@ func TestResolveClusterIncludesCustomResources(t *testing.T) {
 	}
 
 	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{
-		Paths: []string{filepath.Join("testdata", "widgets.yaml")}, ErrorIfPathMissing: true,
+		Paths: []string{testenv.WidgetsCRD()}, ErrorIfPathMissing: true,
 	}); err != nil {
 		t.Fatalf("install CRD: %v", err)
 	}
