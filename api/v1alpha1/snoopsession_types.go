@@ -120,6 +120,9 @@ const (
 	ConditionRecording = "Recording"
 	// ConditionDegraded is true when part of the session does not work.
 	ConditionDegraded = "Degraded"
+	// ConditionCompleted is true once the session has stopped for good (its
+	// stopAt or duration passed): its results are final.
+	ConditionCompleted = "Completed"
 )
 
 // Condition reasons of a SnoopSession.
@@ -133,6 +136,23 @@ const (
 	ReasonPodsSelected       = "PodsSelected"
 	ReasonAsExpected         = "AsExpected"
 	ReasonReconcileError     = "ReconcileError"
+	ReasonCompleted          = "Completed"
+	ReasonNotCompleted       = "Running"
+	// Degraded reasons.
+	ReasonCollectorUnreachable  = "CollectorUnreachable"
+	ReasonCertificatePending    = "CertificatePending"
+	ReasonPodsWaitingForRestart = "PodsWaitingForRestart"
+)
+
+// Field owners of the status: server-side apply gives each field one writer.
+const (
+	// FieldOwnerController writes observedGeneration, conditions, release,
+	// pods and completionTime.
+	FieldOwnerController = "apisnoop-controller"
+	// FieldOwnerCollector writes the measured results: requests, the
+	// unknown, failed and ignored counts, coverage, unknownPaths, clients,
+	// lastUpdateTime and resultsConfigMaps.
+	FieldOwnerCollector = "apisnoop-collector"
 )
 
 // SnoopSessionStatus is what the operator observed and measured.
@@ -168,19 +188,52 @@ type SnoopSessionStatus struct {
 	// +optional
 	FailedRequests int64 `json:"failedRequests"`
 
+	// ignoredRequests counts requests that sidecars shipped after the
+	// session stopped or while it was suspended: not in the results.
+	// +optional
+	IgnoredRequests int64 `json:"ignoredRequests,omitempty"`
+
 	// coverage summarises the operations of the release hit by the recorded
 	// requests, per stability level.
 	// +optional
 	Coverage CoverageSummary `json:"coverage,omitempty"`
 
+	// unknownPaths are the most frequent requests that match no operation
+	// of the release, by request shape (method and path with names
+	// replaced), at most five.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	UnknownPaths []PathCount `json:"unknownPaths,omitempty"`
+
+	// clients is the number of distinct clients (pod, service account, user
+	// agent) seen.
+	// +optional
+	Clients int32 `json:"clients,omitempty"`
+
 	// lastUpdateTime is when the results were last updated.
 	// +optional
 	LastUpdateTime *metav1.Time `json:"lastUpdateTime,omitempty"`
 
-	// resultsConfigMap names the ConfigMap in the session's namespace that
-	// holds the detailed results.
+	// completionTime is when the session stopped for good.
 	// +optional
-	ResultsConfigMap string `json:"resultsConfigMap,omitempty"`
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// resultsConfigMaps names the ConfigMaps in the session's namespace that
+	// hold the detailed results; the first holds report.md.
+	// +optional
+	// +listType=atomic
+	ResultsConfigMaps []string `json:"resultsConfigMaps,omitempty"`
+}
+
+// PathCount is a request shape and how many requests had it.
+type PathCount struct {
+	// path is the method and path, like "GET /apis/example.com/v1/widgets".
+	// +required
+	Path string `json:"path"`
+	// count is the number of requests.
+	// +required
+	Count int64 `json:"count"`
 }
 
 // PodCounts counts target pods by injection state.
@@ -235,6 +288,7 @@ type LevelCoverage struct {
 // +kubebuilder:printcolumn:name="Requests",type=integer,JSONPath=`.status.requests`
 // +kubebuilder:printcolumn:name="Stable %",type=string,JSONPath=`.status.coverage.stable.percent`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Completed",type=string,JSONPath=`.status.conditions[?(@.type=="Completed")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Injected",type=integer,JSONPath=`.status.pods.injected`,priority=1
 // +kubebuilder:printcolumn:name="Eligible %",type=string,JSONPath=`.status.coverage.eligible.percent`,priority=1
