@@ -24,6 +24,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
@@ -39,11 +40,20 @@ type ReleaseResolver interface {
 	Resolve(ctx context.Context, release string) (*catalog.Catalog, error)
 }
 
-// SnoopSessionReconciler reconciles SnoopSessions.
+// SnoopSessionReconciler reconciles SnoopSessions. It writes only its own
+// part of the status (see ownedStatus), with server-side apply as
+// snoopv1alpha1.FieldOwnerController; the collector writes the results.
 type SnoopSessionReconciler struct {
+	// Client reads sessions, pods and namespaces from the cache, and the
+	// proxy certificate Secret and the results ConfigMaps (uncached in the
+	// operator: see manager.New); it writes.
 	client.Client
 	Scheme   *runtime.Scheme
 	Releases ReleaseResolver
+	// ProxyCertSecret is the recording proxy's serving pair in the
+	// operator's namespace; while it does not exist, sessions that inject are
+	// Degraded with CertificatePending. Empty skips the check.
+	ProxyCertSecret types.NamespacedName
 	// Recorder emits the session's milestones as Events (see
 	// recordMilestones); nil emits none.
 	Recorder events.EventRecorder
@@ -58,8 +68,19 @@ type sessionPhase func(ctx context.Context, s *sessionScope) (ctrl.Result, error
 // sessionScope carries what phases share during one reconcile.
 type sessionScope struct {
 	session *snoopv1alpha1.SnoopSession
-	catalog *catalog.Catalog
 	pods    []corev1.Pod
+	// degraded are the reasons, found by phases, that part of the session
+	// does not work; they make the Degraded condition.
+	degraded []degradation
+}
+
+// degradation is one reason for Degraded=True, with its message.
+type degradation struct {
+	reason, message string
+}
+
+func (s *sessionScope) degrade(reason, message string) {
+	s.degraded = append(s.degraded, degradation{reason: reason, message: message})
 }
 
 // +kubebuilder:rbac:groups=snoop.apisnoop.dev,resources=snoopsessions,verbs=get;list;watch;update;patch
@@ -69,6 +90,8 @@ type sessionScope struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;delete
 
 // Reconcile brings a SnoopSession's status in line with the cluster.
 func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -94,7 +117,7 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	statusBase := session.DeepCopy()
 	defer func() {
-		if err := r.patchStatus(ctx, session, statusBase, retErr); err != nil {
+		if err := r.applyStatus(ctx, session, statusBase, retErr); err != nil {
 			// An unwritten status is retried even after a terminal phase:
 			// the user must see why the session stopped.
 			if errors.Is(retErr, reconcile.TerminalError(nil)) {
@@ -109,7 +132,9 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}()
 
 	scope := &sessionScope{session: session}
-	phases := []sessionPhase{r.resolveRelease, r.selectPods, r.updateRecording}
+	// updateCompletion comes first so that a session stopped with a spec
+	// error still says whether it completed.
+	phases := []sessionPhase{r.updateCompletion, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.updateRecording}
 	for _, phase := range phases {
 		res, err := phase(ctx, scope)
 		if err != nil {
@@ -119,22 +144,50 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		result = lowestNonZeroResult(result, res)
 	}
-	setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionFalse, snoopv1alpha1.ReasonAsExpected, "All parts of the session work")
+	setDegraded(session, scope.degraded)
 	return result, nil
 }
 
-// reconcileDelete releases what the session holds and lets it go.
+// reconcileDelete deletes the session's results and lets it go. Workloads
+// and their injected pods keep running; the trust objects in target
+// namespaces are the TrustReconciler's to remove.
 func (r *SnoopSessionReconciler) reconcileDelete(ctx context.Context, session *snoopv1alpha1.SnoopSession) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(session, Finalizer) {
 		return ctrl.Result{}, nil
+	}
+	deleted, err := r.deleteResults(ctx, session)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	base := session.DeepCopy()
 	controllerutil.RemoveFinalizer(session, Finalizer)
 	if err := r.Patch(ctx, session, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
-	ctrl.LoggerFrom(ctx).Info("SnoopSession released", "snoopSession", klog.KObj(session))
+	ctrl.LoggerFrom(ctx).Info("SnoopSession released", "snoopSession", klog.KObj(session), "resultsConfigMapsDeleted", deleted)
 	return ctrl.Result{}, nil
+}
+
+// deleteResults deletes the session's results ConfigMaps and returns how
+// many it deleted. They are owned by the session, but the garbage collector
+// does not run everywhere (envtest, some clusters) and may run late: the
+// finalizer does not wait for it.
+func (r *SnoopSessionReconciler) deleteResults(ctx context.Context, session *snoopv1alpha1.SnoopSession) (int, error) {
+	var list corev1.ConfigMapList
+	if err := r.List(ctx, &list, client.InNamespace(session.Namespace), client.MatchingLabels(results.Labels(session.Name))); err != nil {
+		return 0, fmt.Errorf("list results ConfigMaps: %w", err)
+	}
+	var errs []error
+	deleted := 0
+	for i := range list.Items {
+		cm := &list.Items[i]
+		if err := r.Delete(ctx, cm, client.Preconditions{UID: &cm.UID}); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("delete results ConfigMap %s: %w", klog.KObj(cm), err))
+			continue
+		}
+		deleted++
+	}
+	return deleted, errors.Join(errs...)
 }
 
 // resolveRelease sets status.release, or stops with UnsupportedRelease.
@@ -146,9 +199,7 @@ func (r *SnoopSessionReconciler) resolveRelease(ctx context.Context, s *sessionS
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("resolve release %q: %w", s.session.Spec.KubernetesRelease, err)
 	}
-	s.catalog = c
 	s.session.Status.Release = c.Release
-	s.session.Status.Coverage = coverageTotals(c, s.session.Status.Coverage)
 	setReady(s.session, snoopv1alpha1.ReasonReleaseResolved, fmt.Sprintf("Requests are matched against Kubernetes %s (%d operations)", c.Release, len(c.Operations)))
 	return ctrl.Result{}, nil
 }
@@ -168,35 +219,98 @@ func (r *SnoopSessionReconciler) selectPods(ctx context.Context, s *sessionScope
 	return ctrl.Result{}, nil
 }
 
-// updateRecording says whether the session records now, and when to look
-// again if it stops at a set time.
-func (r *SnoopSessionReconciler) updateRecording(_ context.Context, s *sessionScope) (ctrl.Result, error) {
+// updateCompletion marks the session Completed once its stop time has
+// passed, and says when to look again before that. Completion follows the
+// spec, as the webhook (targets.Injecting) and the collector do: a stopAt
+// moved into the future makes the session run again, and it completes anew.
+func (r *SnoopSessionReconciler) updateCompletion(_ context.Context, s *sessionScope) (ctrl.Result, error) {
 	now := r.now()
 	stopAt, hasStop := targets.StopTime(s.session)
-	// The cases agree with targets.Injecting, the webhook's rule: Stopped
-	// and Suspended sessions inject nothing, the others inject. Stopped
-	// comes first because it is final: a suspended session past its stop
-	// time will not resume.
 	switch {
 	case hasStop && !now.Before(stopAt):
-		setRecording(s.session, false, snoopv1alpha1.ReasonStopped, fmt.Sprintf("The session stopped at %s", stopAt.UTC().Format(time.RFC3339)))
+		// The stop time, not now: a controller that looks late must not
+		// move the end of the session. Set once, it stays.
+		if s.session.Status.CompletionTime == nil {
+			s.session.Status.CompletionTime = &metav1.Time{Time: stopAt}
+		}
+		setCondition(s.session, snoopv1alpha1.ConditionCompleted, metav1.ConditionTrue, snoopv1alpha1.ReasonCompleted,
+			fmt.Sprintf("The session stopped at %s; its results are final", formatTime(s.session.Status.CompletionTime.Time)))
 		return ctrl.Result{}, nil
 	case s.session.Spec.Suspend:
-		setRecording(s.session, false, snoopv1alpha1.ReasonSuspended, "The session is suspended")
-	case s.session.Status.Pods.Matched == 0:
-		setRecording(s.session, false, snoopv1alpha1.ReasonNoTargets, "No running pod matches spec.targets")
-	case s.session.Status.Pods.Injected == 0:
-		setRecording(s.session, false, snoopv1alpha1.ReasonPodsSelected,
-			fmt.Sprintf("%d target pods, none injected yet; pods are recorded once recreated", s.session.Status.Pods.Matched))
+		setCondition(s.session, snoopv1alpha1.ConditionCompleted, metav1.ConditionFalse, snoopv1alpha1.ReasonSuspended,
+			"The session is suspended; it records again when spec.suspend is false")
+	case hasStop:
+		setCondition(s.session, snoopv1alpha1.ConditionCompleted, metav1.ConditionFalse, snoopv1alpha1.ReasonNotCompleted,
+			fmt.Sprintf("The session runs until %s", formatTime(stopAt)))
 	default:
-		setRecording(s.session, true, snoopv1alpha1.ReasonPodsSelected,
-			fmt.Sprintf("Recording %d of %d target pods", s.session.Status.Pods.Injected, s.session.Status.Pods.Matched))
+		setCondition(s.session, snoopv1alpha1.ConditionCompleted, metav1.ConditionFalse, snoopv1alpha1.ReasonNotCompleted,
+			"The session runs until it is deleted, or given spec.stopAt or spec.duration")
 	}
+	s.session.Status.CompletionTime = nil
 	if hasStop {
 		return ctrl.Result{RequeueAfter: stopAt.Sub(now)}, nil
 	}
 	return ctrl.Result{}, nil
 }
+
+// checkProxyCertificate degrades a session that injects while the recording
+// proxy's serving pair is not issued yet: the webhook admits target pods
+// unrecorded until the pair is copied to their namespace.
+func (r *SnoopSessionReconciler) checkProxyCertificate(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	if r.ProxyCertSecret.Name == "" || !targets.Injecting(s.session, r.now()) {
+		return ctrl.Result{}, nil
+	}
+	pair := &corev1.Secret{}
+	err := r.Get(ctx, r.ProxyCertSecret, pair)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("get the proxy certificate Secret %s: %w", r.ProxyCertSecret, err)
+	}
+	// The Secret's event requeues the sessions (SetupWithManager).
+	if err != nil || len(pair.Data[corev1.TLSCertKey]) == 0 {
+		s.degrade(snoopv1alpha1.ReasonCertificatePending, fmt.Sprintf(
+			"The recording proxy's certificate (Secret %s) is not issued yet; target pods created until it is are not recorded", r.ProxyCertSecret))
+	}
+	return ctrl.Result{}, nil
+}
+
+// updateRecording says whether the session records now. The cases agree with
+// targets.Injecting, the webhook's rule: Stopped and Suspended sessions
+// inject nothing, the others inject. Stopped comes first because it is
+// final: a suspended session past its stop time will not resume.
+//
+// Pods waiting for a restart do not make the session Degraded: a pod created
+// before the session is expected, not a fault, and stays so until its owner
+// rolls it out. The reason and message say how many wait, and the wide
+// `kubectl get snoop` shows the reason.
+func (r *SnoopSessionReconciler) updateRecording(_ context.Context, s *sessionScope) (ctrl.Result, error) {
+	pods := s.session.Status.Pods
+	switch stopAt, hasStop := targets.StopTime(s.session); {
+	case hasStop && !r.now().Before(stopAt):
+		setRecording(s.session, false, snoopv1alpha1.ReasonStopped, fmt.Sprintf("The session stopped at %s", formatTime(stopAt)))
+	case s.session.Spec.Suspend:
+		setRecording(s.session, false, snoopv1alpha1.ReasonSuspended, "The session is suspended")
+	case pods.Matched == 0:
+		setRecording(s.session, false, snoopv1alpha1.ReasonNoTargets, "No running pod matches spec.targets")
+	case pods.Injected == 0:
+		setRecording(s.session, false, snoopv1alpha1.ReasonPodsWaitingForRestart,
+			fmt.Sprintf("None of %d target pods is recorded yet: %s", pods.Matched, waitingMessage(pods.WaitingForRestart)))
+	case pods.WaitingForRestart > 0:
+		setRecording(s.session, true, snoopv1alpha1.ReasonPodsWaitingForRestart,
+			fmt.Sprintf("Recording %d of %d target pods; %s", pods.Injected, pods.Matched, waitingMessage(pods.WaitingForRestart)))
+	default:
+		setRecording(s.session, true, snoopv1alpha1.ReasonPodsSelected, fmt.Sprintf("Recording all %d target pods", pods.Matched))
+	}
+	return ctrl.Result{}, nil
+}
+
+func waitingMessage(n int32) string {
+	if n == 1 {
+		return "1 pod created before the session waits for a restart to be recorded"
+	}
+	return fmt.Sprintf("%d pods created before the session wait for a restart to be recorded", n)
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func (r *SnoopSessionReconciler) now() time.Time {
 	if r.Now != nil {
@@ -219,12 +333,25 @@ func lowestNonZeroResult(a, b ctrl.Result) ctrl.Result {
 
 // SetupWithManager registers the reconciler with the manager.
 func (r *SnoopSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&snoopv1alpha1.SnoopSession{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.sessionsForNamespaceOf)).
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sessionsSelectingNamespaces)).
-		Named("snoopsession").
-		Complete(r)
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.sessionsSelectingNamespaces))
+	if r.ProxyCertSecret.Name != "" {
+		// The manager caches only the operator's own Secrets, the proxy
+		// pair among them.
+		b = b.Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sessionsWaitingForCertificate))
+	}
+	return b.Named("snoopsession").Complete(r)
+}
+
+// sessionsWaitingForCertificate maps an event of the proxy's serving pair to
+// every session: any that injects may be waiting for it.
+func (r *SnoopSessionReconciler) sessionsWaitingForCertificate(ctx context.Context, obj client.Object) []reconcile.Request {
+	if obj.GetNamespace() != r.ProxyCertSecret.Namespace || obj.GetName() != r.ProxyCertSecret.Name {
+		return nil
+	}
+	return r.sessionRequests(ctx, func(*snoopv1alpha1.SnoopSession) bool { return true })
 }
 
 // sessionsForNamespaceOf maps a pod event to the sessions that may target it:

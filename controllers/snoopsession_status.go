@@ -2,28 +2,26 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
-	"apisnoop.dev/kube-apisnoop/internal/catalog"
-	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
 // stopWith marks the session not ready for a reason only a spec change can
 // fix, and returns the terminal error that stops the reconcile without a
-// retry. The conditions carry the reason the user sees; patchStatus keeps
+// retry. The conditions carry the reason the user sees; applyStatus keeps
 // them.
 func stopWith(session *snoopv1alpha1.SnoopSession, reason, message string) error {
 	setCondition(session, snoopv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
@@ -54,12 +52,65 @@ func setCondition(session *snoopv1alpha1.SnoopSession, conditionType string, sta
 	})
 }
 
-// patchStatus writes the status once per reconcile. observedGeneration moves
-// only when the reconcile succeeded, so it tells the user the status
-// describes the current spec. A terminal error counts as success here: the
-// spec was fully judged, and stopWith set the conditions that say why it
-// cannot work.
-func (r *SnoopSessionReconciler) patchStatus(ctx context.Context, session, base *snoopv1alpha1.SnoopSession, reconcileErr error) error {
+// setDegraded sets the Degraded condition from what the phases found: the
+// first reason, and every message.
+func setDegraded(session *snoopv1alpha1.SnoopSession, degraded []degradation) {
+	if len(degraded) == 0 {
+		setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionFalse, snoopv1alpha1.ReasonAsExpected, "All parts of the session work")
+		return
+	}
+	messages := make([]string, len(degraded))
+	for i, d := range degraded {
+		messages[i] = d.message
+	}
+	setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionTrue, degraded[0].reason, strings.Join(messages, "; "))
+}
+
+// ownedStatus is the part of the status the controller writes, as
+// snoopv1alpha1.FieldOwnerController; the collector writes the rest. It is
+// applied whole each time: a field left out would be removed, so pods is
+// always there (matched: 0 shows), and observedGeneration keeps its old
+// value when a reconcile fails.
+type ownedStatus struct {
+	ObservedGeneration int64                   `json:"observedGeneration,omitempty"`
+	Conditions         []metav1.Condition      `json:"conditions,omitempty"`
+	Release            string                  `json:"release,omitempty"`
+	Pods               snoopv1alpha1.PodCounts `json:"pods"`
+	CompletionTime     *metav1.Time            `json:"completionTime,omitempty"`
+}
+
+// ownedConditions are the condition types the controller sets; it applies
+// only these, so that another writer may own other types.
+var ownedConditions = []string{
+	snoopv1alpha1.ConditionReady,
+	snoopv1alpha1.ConditionRecording,
+	snoopv1alpha1.ConditionDegraded,
+	snoopv1alpha1.ConditionCompleted,
+}
+
+func ownedStatusOf(status *snoopv1alpha1.SnoopSessionStatus) ownedStatus {
+	owned := ownedStatus{
+		ObservedGeneration: status.ObservedGeneration,
+		Release:            status.Release,
+		Pods:               status.Pods,
+		CompletionTime:     status.CompletionTime,
+	}
+	for _, c := range status.Conditions {
+		if slices.Contains(ownedConditions, c.Type) {
+			owned.Conditions = append(owned.Conditions, c)
+		}
+	}
+	return owned
+}
+
+// applyStatus writes the controller's part of the status once per
+// reconcile, and only when it changed (or the controller does not own it
+// yet: a session written before the status had several writers).
+// observedGeneration moves only when the reconcile succeeded, so it tells the
+// user the status describes the current spec. A terminal error counts as
+// success here: the spec was fully judged, and stopWith set the conditions
+// that say why it cannot work.
+func (r *SnoopSessionReconciler) applyStatus(ctx context.Context, session, base *snoopv1alpha1.SnoopSession, reconcileErr error) error {
 	if reconcileErr != nil && !errors.Is(reconcileErr, reconcile.TerminalError(nil)) {
 		setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionTrue, snoopv1alpha1.ReasonReconcileError, reconcileErr.Error())
 		if meta.FindStatusCondition(session.Status.Conditions, snoopv1alpha1.ConditionReady) == nil {
@@ -68,56 +119,50 @@ func (r *SnoopSessionReconciler) patchStatus(ctx context.Context, session, base 
 	} else {
 		session.Status.ObservedGeneration = session.Generation
 	}
-	if equality.Semantic.DeepEqual(session.Status, base.Status) {
+	want := ownedStatusOf(&session.Status)
+	if ownsStatus(base) && equality.Semantic.DeepEqual(want, ownedStatusOf(&base.Status)) {
 		return nil
 	}
-	// The whole status goes in one merge patch: a diff against the old status
-	// would leave out fields that stay zero (requests: 0), which users expect
-	// to see in kubectl describe.
-	patch, err := json.Marshal(map[string]any{"status": session.Status})
+	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
-	if err := r.Status().Patch(ctx, session, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return fmt.Errorf("patch status: %w", client.IgnoreNotFound(err))
+	apply := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": snoopv1alpha1.GroupVersion.String(),
+		"kind":       "SnoopSession",
+		"metadata":   map[string]any{"name": session.Name, "namespace": session.Namespace},
+		"status":     status,
+	}}
+	// Forced: the fields are the controller's alone, and a session written
+	// by an older operator (one merge patch) has them under another manager.
+	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(apply),
+		client.FieldOwner(snoopv1alpha1.FieldOwnerController), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply status: %w", client.IgnoreNotFound(err))
 	}
 	return nil
 }
 
-// coverageTotals sets the number of operations per level from the catalog,
-// keeping what was hit. Percentages have one decimal.
-func coverageTotals(c *catalog.Catalog, current snoopv1alpha1.CoverageSummary) snoopv1alpha1.CoverageSummary {
-	sum := c.Summary()
-	level := func(total int, l snoopv1alpha1.LevelCoverage) snoopv1alpha1.LevelCoverage {
-		l.Operations = int32(total)
-		l.Percent = percent(l.Hit, l.Operations)
-		return l
+// ownsStatus reports whether the controller has applied the session's
+// status before.
+func ownsStatus(session *snoopv1alpha1.SnoopSession) bool {
+	for _, f := range session.ManagedFields {
+		if f.Manager == snoopv1alpha1.FieldOwnerController && f.Operation == metav1.ManagedFieldsOperationApply && f.Subresource == "status" {
+			return true
+		}
 	}
-	return snoopv1alpha1.CoverageSummary{
-		Stable:   level(sum.Stable, current.Stable),
-		Beta:     level(sum.Beta, current.Beta),
-		Alpha:    level(sum.Alpha, current.Alpha),
-		Eligible: level(sum.Eligible, current.Eligible),
-	}
-}
-
-func percent(hit, total int32) string {
-	if total == 0 {
-		return "0.0"
-	}
-	return strconv.FormatFloat(float64(hit)*100/float64(total), 'f', 1, 64)
+	return false
 }
 
 // Event reasons and actions of the milestones recordMilestones announces.
 const (
 	eventPodsInjected       = "PodsInjected"
-	eventStopped            = snoopv1alpha1.ReasonStopped
+	eventSessionCompleted   = "SessionCompleted"
 	eventUnsupportedRelease = snoopv1alpha1.ReasonUnsupportedRelease
 )
 
 // recordMilestones emits an Event for each milestone this reconcile reached,
 // found by comparing the status before (base) and after: more pods injected,
-// the session stopped, a release it cannot use. Each is emitted when the
+// the session completed, a release it cannot use. Each is emitted when the
 // status changes, not on every reconcile.
 func (r *SnoopSessionReconciler) recordMilestones(base, session *snoopv1alpha1.SnoopSession) {
 	if r.Recorder == nil {
@@ -128,10 +173,10 @@ func (r *SnoopSessionReconciler) recordMilestones(base, session *snoopv1alpha1.S
 		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, eventPodsInjected, "Inject",
 			"%d of %d target pods record through the proxy (%d more)", after.Injected, after.Matched, after.Injected-before.Injected)
 	}
-	if newly(base, session, snoopv1alpha1.ConditionRecording, snoopv1alpha1.ReasonStopped) {
-		stopAt, _ := targets.StopTime(session)
-		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, eventStopped, "Stop",
-			"The session stopped at %s; pods created from now on are not injected", stopAt.UTC().Format(time.RFC3339))
+	if !meta.IsStatusConditionTrue(base.Status.Conditions, snoopv1alpha1.ConditionCompleted) &&
+		meta.IsStatusConditionTrue(session.Status.Conditions, snoopv1alpha1.ConditionCompleted) {
+		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, eventSessionCompleted, "Complete",
+			"The session stopped at %s; its results are final and pods created from now on are not injected", formatTime(session.Status.CompletionTime.Time))
 	}
 	if newly(base, session, snoopv1alpha1.ConditionReady, snoopv1alpha1.ReasonUnsupportedRelease) {
 		ready := meta.FindStatusCondition(session.Status.Conditions, snoopv1alpha1.ConditionReady)

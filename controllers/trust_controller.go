@@ -40,7 +40,7 @@ const trustRefresh = 5 * time.Minute
 // its kube-root-ca.crt.
 const trustPending = 2 * time.Second
 
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 
 // TrustReconciler keeps, in every namespace that a ready session targets,
 // what injected pods mount: the proxy's serving pair (a copy of the

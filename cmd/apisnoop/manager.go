@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"apisnoop.dev/kube-apisnoop/internal/manager"
@@ -38,7 +39,14 @@ func newManagerCommand() *cobra.Command {
 				return fmt.Errorf("load kubeconfig: %w", err)
 			}
 			mgr, err := manager.New(cfg, opConfig, ctrl.Options{
-				Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+				// As the kubebuilder scaffold does: HTTPS, and only for
+				// callers whose token the API server authenticates and who
+				// may get /metrics (TokenReview and SubjectAccessReview).
+				Metrics: metricsserver.Options{
+					BindAddress:    metricsAddr,
+					SecureServing:  true,
+					FilterProvider: filters.WithAuthenticationAndAuthorization,
+				},
 				HealthProbeBindAddress: probeAddr,
 				LeaderElection:         leaderElect,
 				LeaderElectionID:       "apisnoop-manager.snoop.apisnoop.dev",
@@ -50,7 +58,7 @@ func newManagerCommand() *cobra.Command {
 			return mgr.Start(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, like :8443; 0 disables it")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint (HTTPS, authenticated) binds to; 0 disables it")
 	cmd.Flags().StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
 	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", "", "Namespace of the operator's CA and certificate Secrets (default: the pod's, else apisnoop-system)")
@@ -63,7 +71,7 @@ func newManagerCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&wh.ExtraNames, "webhook-cert-extra-names", nil, "More DNS names or IP addresses for the webhook's certificate (a manager run outside the cluster)")
 	cmd.Flags().StringVar(&wh.Configuration, "webhook-configuration", manager.DefaultWebhookConfiguration, "The MutatingWebhookConfiguration whose caBundle the operator keeps")
 	cmd.Flags().StringVar(&wh.SidecarImage, "sidecar-image", os.Getenv("SIDECAR_IMAGE"), "Image of the injected containers, holding /snoop-proxy and /apisnoop")
-	cmd.Flags().StringVar(&wh.CollectorURL, "collector-url", "", "Where injected sidecars ship their deltas; empty keeps results in the sidecars")
+	cmd.Flags().StringVar(&wh.CollectorURL, "collector-url", "", "Where injected sidecars ship their deltas (default: the collector beside the webhook, https://WEBHOOK-SERVICE.NAMESPACE.svc/intake)")
 	cmd.Flags().StringSliceVar(&wh.SkipNamespaces, "skip-namespaces", []string{"kube-system"}, "Namespaces never injected, besides the operator's own")
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(zfs)

@@ -2,8 +2,10 @@
 // no cluster needed: it starts kube-apiserver and etcd (built by
 // hack/build-control-plane.sh), installs the CRD and the pod webhook's
 // configuration, runs the manager, applies the sample SnoopSession with the
-// machine's kubectl, shows a pod injected by the webhook and what a user
-// sees with kubectl get and describe.
+// machine's kubectl, shows a pod injected by the webhook, runs that pod's
+// sidecar as a local process (no node runs pods here) with kubectl as the
+// pod's workload, and shows the recorded coverage as a user sees it with
+// kubectl get, describe and kubectl-snoop report.
 //
 // Run it with `make demo`. With -keep it stays up until interrupted and
 // prints a kubeconfig to use meanwhile.
@@ -43,6 +45,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
 )
 
 func main() {
@@ -94,7 +97,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	// RBAC and the webhook configuration, which calls the manager on
 	// loopback (a manager run outside the cluster); the operator fills its
 	// caBundle.
-	operator, err := testenv.InstallOperator(ctx, cfg, c, demoImage)
+	operator, err := testoperator.Install(ctx, cfg, c, demoImage)
 	if err != nil {
 		return err
 	}
@@ -161,6 +164,37 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		return err
 	}
 
+	step("No node runs pods here, so the demo runs demo-b's injected sidecar as a local process, built from the pod spec the webhook returned\n" +
+		"  (its args, env, the mounted Secret apisnoop-proxy-tls, ConfigMap apisnoop-ca-bundle and collector token); it ships to the manager's collector")
+	demoB := &corev1.Pod{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "demo-b"}, demoB); err != nil {
+		return err
+	}
+	sidecar, err := testoperator.StartSidecar(ctx, c, cfg, demoB, filepath.Join(testenv.RepoRoot(), "bin", "snoop-proxy"), workDir, "edit", time.Second, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sidecar.Stop() }()
+	step("The pod's workload: kubectl as the pod's service account, through its sidecar, trusting the pod's CA bundle")
+	podKubectl := func(args ...string) error {
+		return runShown(ctx, []string{"KUBECONFIG=" + sidecar.Kubeconfig}, kubectl, args...)
+	}
+	for _, args := range [][]string{
+		{"get", "configmaps"},
+		{"create", "configmap", "settings", "--from-literal=mode=demo"},
+		{"get", "configmap", "settings", "-o", "jsonpath={.data}"},
+		{"delete", "configmap", "settings"},
+		{"get", "pods,services,deployments"},
+	} {
+		if err := podKubectl(args...); err != nil {
+			return err
+		}
+		fmt.Println()
+	}
+	if err := waitForRequests(ctx, c, client.ObjectKey{Namespace: "default", Name: "demo"}); err != nil {
+		return err
+	}
+
 	step("kubectl get snoop")
 	if err := k("get", "snoop"); err != nil {
 		return err
@@ -171,6 +205,14 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	}
 	step("kubectl describe snoop demo")
 	if err := k("describe", "snoop", "demo"); err != nil {
+		return err
+	}
+
+	step("The session's results, from its ConfigMaps (kubectl-snoop report)")
+	if err := runShown(ctx, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(testenv.RepoRoot(), "bin", "kubectl-snoop"), "report", "demo", "--max-rows", "12"); err != nil {
+		return err
+	}
+	if err := k("get", "configmap", "-l", "snoop.apisnoop.dev/session=demo"); err != nil {
 		return err
 	}
 
@@ -238,6 +280,27 @@ func createInjected(ctx context.Context, c client.Client, name string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("pod %s was not injected: %w", name, ctx.Err())
 		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// waitForRequests waits until the session's status counts recorded
+// requests, and a little more, so that the last batch is in.
+func waitForRequests(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last int64 = -1
+	for {
+		s := &snoopv1alpha1.SnoopSession{}
+		if err := c.Get(ctx, key, s); err == nil && s.Status.Requests > 0 && s.Status.Requests == last {
+			return nil
+		} else if err == nil {
+			last = s.Status.Requests
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for SnoopSession %s to count requests: %w", key, ctx.Err())
+		case <-time.After(2 * time.Second):
 		}
 	}
 }

@@ -29,6 +29,8 @@ import (
 	"apisnoop.dev/kube-apisnoop/controllers"
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
+	"apisnoop.dev/kube-apisnoop/internal/collector"
+	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/webhook"
@@ -64,7 +66,9 @@ type WebhookConfig struct {
 	Configuration string
 	// SidecarImage holds /apisnoop and /snoop-proxy.
 	SidecarImage string
-	// CollectorURL is where sidecars ship deltas; empty keeps them local.
+	// CollectorURL is where sidecars ship deltas: the manager's collector,
+	// served beside the webhook. Empty means through the webhook's Service,
+	// https://SERVICE.NAMESPACE.svc/intake.
 	CollectorURL string
 	// SkipNamespaces are never injected, besides the operator's own.
 	SkipNamespaces []string
@@ -149,6 +153,7 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 		return nil, fmt.Errorf("create discovery client: %w", err)
 	}
 	catalogs := &releases.Resolver{Discovery: disco}
+	aggregator := collector.NewAggregator()
 	caStore := &issuer.CAStore{Client: mgr.GetClient(), Secret: types.NamespacedName{Namespace: opConfig.Namespace, Name: CASecretName}}
 	proxyPair := types.NamespacedName{Namespace: opConfig.Namespace, Name: ProxyCertSecretName}
 	names := &issuer.ProxyNames{Client: mgr.GetClient(), ClusterDomain: opConfig.ClusterDomain}
@@ -156,10 +161,11 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	skip := append([]string{opConfig.Namespace}, wh.SkipNamespaces...)
 	setups := []setup{
 		{"SnoopSession controller", (&controllers.SnoopSessionReconciler{
-			Client:   mgr.GetClient(),
-			Scheme:   mgr.GetScheme(),
-			Releases: catalogs,
-			Recorder: mgr.GetEventRecorder("apisnoop-snoopsession"),
+			Client:          mgr.GetClient(),
+			Scheme:          mgr.GetScheme(),
+			Releases:        catalogs,
+			Recorder:        mgr.GetEventRecorder("apisnoop-snoopsession"),
+			ProxyCertSecret: proxyPair,
 		}).SetupWithManager},
 		{"CSR signer", (&controllers.CSRSignerReconciler{
 			Client:    mgr.GetClient(),
@@ -170,6 +176,12 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 		{"proxy certificate controller", (&controllers.ProxyCertReconciler{
 			Issuer:   &issuer.ProxyCertIssuer{Client: mgr.GetClient(), Requests: clientset, CA: caStore.Get, Secret: proxyPair, Names: names},
 			Recorder: mgr.GetEventRecorder("apisnoop-certificates"),
+		}).SetupWithManager},
+		{"results controller", (&controllers.ResultsReconciler{
+			Client:     mgr.GetClient(),
+			Aggregator: aggregator,
+			Releases:   catalogs,
+			Recorder:   mgr.GetEventRecorder("apisnoop-collector"),
 		}).SetupWithManager},
 		{"trust controller", (&controllers.TrustReconciler{
 			Client:    mgr.GetClient(),
@@ -202,13 +214,33 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 		}
 	}
 
+	collectorURL := wh.CollectorURL
+	if collectorURL == "" {
+		collectorURL = "https://" + wh.Service + "." + opConfig.Namespace + ".svc" + intake.Path
+	}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: &webhook.PodInjector{
 		Client:       mgr.GetCache(),
 		Decoder:      admission.NewDecoder(mgr.GetScheme()),
 		Image:        wh.SidecarImage,
-		CollectorURL: wh.CollectorURL,
+		CollectorURL: collectorURL,
 		Skip:         skip,
 	}})
+	// The collector is served beside the webhook, with the same
+	// certificate, which sidecars trust through the operator's CA.
+	mgr.GetWebhookServer().Register(intake.Path, &collector.Intake{
+		Tokens:     &collector.TokenReviewer{Client: clientset.AuthenticationV1().TokenReviews(), Audience: webhook.CollectorAudience},
+		Client:     mgr.GetCache(),
+		Aggregator: aggregator,
+		Elected:    mgr.Elected(),
+	})
+	// Each session's live results, for whoever may get the session.
+	mgr.GetWebhookServer().Register(collector.ResultsPathPrefix, &collector.ResultsAPI{
+		Client:       mgr.GetCache(),
+		Aggregator:   aggregator,
+		Releases:     catalogs,
+		TokenReviews: clientset.AuthenticationV1().TokenReviews(),
+		Access:       clientset.AuthorizationV1().SubjectAccessReviews(),
+	})
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)
 	}

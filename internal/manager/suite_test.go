@@ -19,6 +19,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
 )
 
 const sidecarImage = "apisnoop:test"
@@ -31,11 +32,13 @@ var (
 	admin   client.Client // uncached, as the test's own identity
 	// operator is installed as config/ deploys it; the webhook
 	// configuration calls its manager on 127.0.0.1.
-	operator *testenv.Operator
+	operator *testoperator.Operator
 	// namespace and operatorUser are the operator's.
 	namespace, operatorUser string
 	// stopManager stops the running manager and waits for it.
 	stopManager func()
+	// suiteCleanups run after the suite.
+	suiteCleanups []func()
 )
 
 func TestManager(t *testing.T) {
@@ -59,7 +62,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	admin, err = client.New(restCfg, client.Options{Scheme: scheme.New()})
 	Expect(err).NotTo(HaveOccurred())
-	operator, err = testenv.InstallOperator(ctx, restCfg, admin, sidecarImage)
+	operator, err = testoperator.Install(ctx, restCfg, admin, sidecarImage)
 	Expect(err).NotTo(HaveOccurred())
 	namespace, operatorUser = operator.Namespace, operator.User()
 	config := webhookConfiguration()
@@ -73,6 +76,9 @@ var _ = BeforeSuite(func() {
 var _ = AfterSuite(func() {
 	if stopManager != nil {
 		stopManager()
+	}
+	for _, f := range suiteCleanups {
+		f()
 	}
 	cancel()
 	if testEnv != nil {

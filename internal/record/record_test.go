@@ -3,7 +3,6 @@ package record
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
 
@@ -53,12 +53,12 @@ func TestRecorderCountsLongRunningRequestsOnce(t *testing.T) {
 	}
 }
 
-// testCollector is a collector intake that can be switched off; it drops
-// batches it already has, as the real collector does.
+// testCollector is a collector intake that can be switched off; it reads
+// batches as the real collector does and drops those it already has.
 type testCollector struct {
 	down atomic.Bool
 	mu   sync.Mutex
-	seen map[string]bool
+	last map[string]uint64 // the last Seq accepted per Source
 	got  coverage.Delta
 }
 
@@ -67,21 +67,19 @@ func (c *testCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "collector is away", http.StatusServiceUnavailable)
 		return
 	}
-	body, _ := io.ReadAll(r.Body)
-	d, err := coverage.Decode(body)
+	b, err := intake.ReadRequest(r, 0)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		http.Error(w, err.Error(), err.(*intake.Error).Status)
 		return
 	}
-	key := r.Header.Get(HeaderSource) + "/" + r.Header.Get(HeaderSeq)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[string]bool{}
+	if c.last == nil {
+		c.last = map[string]uint64{}
 	}
-	if !c.seen[key] {
-		c.seen[key] = true
-		c.got.Merge(d)
+	if b.Seq > c.last[b.Source] {
+		c.last[b.Source] = b.Seq
+		c.got.Merge(b.Delta)
 	}
 }
 
@@ -144,7 +142,7 @@ func TestShipperCountsDroppedDetails(t *testing.T) {
 	collector.down.Store(true)
 	srv := httptest.NewServer(collector)
 	defer srv.Close()
-	shipper, _ := NewShipper(ShipperConfig{URL: srv.URL, Source: "s"}, rec, rec.metrics)
+	shipper, _ := NewShipper(ShipperConfig{URL: srv.URL, Source: "s", Release: "1.37"}, rec, rec.metrics)
 	// More distinct unknown shapes than a delta keeps, over several sends.
 	n := coverage.MaxUnknownPaths + 250
 	for i := 0; i < n; i++ {
@@ -175,7 +173,7 @@ func TestShipperSurvivesCollectorRestart(t *testing.T) {
 	collector := &testCollector{}
 	first := httptest.NewServer(collector)
 	addr := first.Listener.Addr().String()
-	shipper, _ := NewShipper(ShipperConfig{URL: first.URL, Source: "restart"}, rec, nil)
+	shipper, _ := NewShipper(ShipperConfig{URL: first.URL, Source: "restart", Release: "1.37"}, rec, nil)
 	observe := func(n int) {
 		for i := 0; i < n; i++ {
 			rec.Observe(&Event{ID: uint64(i), Stage: StageResponseComplete, Method: "GET", Path: "/api/v1/namespaces", Status: 200})

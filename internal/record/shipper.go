@@ -1,7 +1,6 @@
 package record
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,37 +8,36 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
-)
-
-// Headers of a delta batch sent to the collector. The body is the delta,
-// coverage.Encode'd.
-const (
-	HeaderSource  = "X-Apisnoop-Source"
-	HeaderSeq     = "X-Apisnoop-Seq"
-	HeaderRelease = "X-Apisnoop-Release"
-	// BatchContentType is the media type of a batch body.
-	BatchContentType = "application/vnd.apisnoop.delta+zstd"
+	"apisnoop.dev/kube-apisnoop/internal/intake"
 )
 
 // ShipperConfig says where and how often deltas go.
 type ShipperConfig struct {
-	// URL is the collector's intake endpoint; batches are POSTed to it.
+	// URL is the collector's intake endpoint (intake.Path on the
+	// collector); batches are POSTed to it.
 	URL string
 	// Client sends the batches; it carries the collector's trust.
 	Client *http.Client
-	// Source names this sidecar uniquely (its pod UID); with Seq it lets the
-	// collector drop a batch it already has, so retries never double count.
-	Source  string
+	// Source names this sidecar uniquely (its pod UID); with the batch's
+	// sequence number it lets the collector drop a batch it already has, so
+	// retries never double count.
+	Source string
+	// Release is the Kubernetes release whose operations are recorded.
 	Release string
 	// TokenFile is a projected service account token, read before each send
 	// because the kubelet rotates it. Empty sends no token.
 	TokenFile string
+	// FirstSeq is the sequence of the first batch; zero means the clock in
+	// microseconds. The collector keeps the highest sequence it merged per
+	// source and drops batches at or below it, so a restarted sidecar (the
+	// same pod, the same source) must go on above its earlier run's: the
+	// clock does that without state on disk.
+	FirstSeq uint64
 	// Interval between sends; zero means 5 seconds.
 	Interval time.Duration
 	// MaxBackoff caps the wait after failed sends; zero means one minute.
@@ -53,8 +51,11 @@ type ShipperStats struct {
 	PendingRequests int64 `json:"pendingRequests"`
 	// DroppedDetails counts requests whose client or unknown shape was not
 	// kept while the collector was away; they are in every total.
-	DroppedDetails int64  `json:"droppedDetails"`
-	LastError      string `json:"lastError,omitempty"`
+	DroppedDetails int64 `json:"droppedDetails"`
+	// RefusedRequests counts requests in batches the collector refused for
+	// good (malformed, too large, matched against another release).
+	RefusedRequests int64  `json:"refusedRequests,omitempty"`
+	LastError       string `json:"lastError,omitempty"`
 }
 
 // Shipper sends the recorder's deltas to the collector.
@@ -77,10 +78,16 @@ type Shipper struct {
 	stats    ShipperStats
 }
 
-// NewShipper returns a shipper of the recorder's deltas.
+// NewShipper returns a shipper of the recorder's deltas. It refuses a
+// configuration whose batches could never be sent: no URL, a malformed one,
+// or a source or release the intake protocol does not accept.
 func NewShipper(cfg ShipperConfig, recorder *Recorder, metrics *Metrics) (*Shipper, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("create shipper: collector URL is empty")
+	}
+	probe := intake.Batch{Source: cfg.Source, Seq: 1, Release: cfg.Release, Delta: &coverage.Delta{}}
+	if _, err := intake.NewRequest(context.Background(), cfg.URL, probe, ""); err != nil {
+		return nil, fmt.Errorf("create shipper: %w", err)
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 10 * time.Second}
@@ -91,7 +98,10 @@ func NewShipper(cfg ShipperConfig, recorder *Recorder, metrics *Metrics) (*Shipp
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = time.Minute
 	}
-	return &Shipper{cfg: cfg, recorder: recorder, metrics: metrics}, nil
+	if cfg.FirstSeq == 0 {
+		cfg.FirstSeq = uint64(time.Now().UnixMicro())
+	}
+	return &Shipper{cfg: cfg, recorder: recorder, metrics: metrics, seq: cfg.FirstSeq - 1}, nil
 }
 
 // Run ships until ctx ends, then tries one last time to send what is left.
@@ -158,6 +168,19 @@ func (s *Shipper) Ship(ctx context.Context) error {
 	err := s.send(ctx, batch, seq)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		// The collector will never take this batch (malformed, too large,
+		// another release): retrying it would stop all shipping for good.
+		// Its counts are lost, and counted.
+		s.inFlight = nil
+		s.stats.Failures++
+		s.stats.RefusedRequests += batch.Requests
+		s.stats.LastError = err.Error()
+		s.metrics.shipped("refused")
+		s.updatePendingLocked()
+		return err
+	}
 	if err != nil {
 		s.stats.Failures++
 		s.stats.LastError = err.Error()
@@ -180,25 +203,20 @@ func (s *Shipper) updatePendingLocked() {
 	s.metrics.setPending(s.stats.PendingRequests)
 }
 
+// send sends one batch; seq is FirstSeq for the first batch and grows by
+// one for each new one, while a batch sent again keeps its seq.
 func (s *Shipper) send(ctx context.Context, d *coverage.Delta, seq uint64) error {
-	body, err := coverage.Encode(d)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("create batch request: %w", err)
-	}
-	req.Header.Set("Content-Type", BatchContentType)
-	req.Header.Set(HeaderSource, s.cfg.Source)
-	req.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
-	req.Header.Set(HeaderRelease, s.cfg.Release)
+	var token string
 	if s.cfg.TokenFile != "" {
-		token, err := os.ReadFile(s.cfg.TokenFile)
+		raw, err := os.ReadFile(s.cfg.TokenFile)
 		if err != nil {
 			return fmt.Errorf("read collector token: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		token = strings.TrimSpace(string(raw))
+	}
+	req, err := intake.NewRequest(ctx, s.cfg.URL, intake.Batch{Source: s.cfg.Source, Seq: seq, Release: s.cfg.Release, Delta: d}, token)
+	if err != nil {
+		return err
 	}
 	resp, err := s.cfg.Client.Do(req)
 	if err != nil {
@@ -207,10 +225,20 @@ func (s *Shipper) send(ctx context.Context, d *coverage.Delta, seq uint64) error
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("send batch %d: collector answered %s: %s", seq, resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("send batch %d: collector answered %s: %s", seq, resp.Status, strings.TrimSpace(string(msg)))
+		switch resp.StatusCode {
+		case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+			return &refusedError{err}
+		}
+		return err // 401 and 403 may pass (a token being rotated, a pod not yet cached), 5xx too
 	}
 	return nil
 }
+
+// refusedError is an answer that sending the batch again cannot change.
+type refusedError struct{ error }
+
+func (e *refusedError) Unwrap() error { return e.error }
 
 // Stats says what the shipper did so far.
 func (s *Shipper) Stats() ShipperStats {

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -38,8 +39,8 @@ type ContainerProcess struct {
 
 // StartContainer starts container name of pod with binary as its command,
 // and extraArgs after the pod spec's (later flags win, to move listeners to
-// free ports). The process runs until ctx ends.
-func StartContainer(ctx context.Context, c client.Reader, cfg *rest.Config, pod *corev1.Pod, name, binary, dir string, extraArgs ...string) (*ContainerProcess, error) {
+// free ports); its output goes to out. The process runs until ctx ends.
+func StartContainer(ctx context.Context, c client.Reader, cfg *rest.Config, pod *corev1.Pod, name, binary, dir string, out io.Writer, extraArgs ...string) (*ContainerProcess, error) {
 	container, ok := findContainer(pod, name)
 	if !ok {
 		return nil, fmt.Errorf("pod %s/%s has no container %s", pod.Namespace, pod.Name, name)
@@ -70,6 +71,7 @@ func StartContainer(ctx context.Context, c client.Reader, cfg *rest.Config, pod 
 	}
 	p.Cmd = exec.CommandContext(ctx, binary, args...)
 	p.Cmd.Env = env
+	p.Cmd.Stdout, p.Cmd.Stderr = out, out
 	if err := p.Cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}

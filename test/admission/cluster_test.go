@@ -20,6 +20,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
 )
 
 const (
@@ -60,7 +61,7 @@ func startCluster(ctx context.Context) (_ *cluster, err error) {
 	if c.client, err = client.New(cfg, client.Options{Scheme: scheme.New()}); err != nil {
 		return nil, fmt.Errorf("create client: %w", err)
 	}
-	operator, err := testenv.InstallOperator(ctx, cfg, c.client, sidecarImage)
+	operator, err := testoperator.Install(ctx, cfg, c.client, sidecarImage)
 	if err != nil {
 		return nil, err
 	}

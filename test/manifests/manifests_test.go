@@ -53,7 +53,7 @@ func render(t *testing.T) installed {
 	in := installed{objects: objs}
 	in.namespace = only(t, objs, "Namespace")
 	decode(t, only(t, objs, "MutatingWebhookConfiguration"), &in.webhook)
-	decode(t, only(t, objs, "Service"), &in.service)
+	decode(t, named(t, objs, "Service", "apisnoop-webhook-service"), &in.service)
 	decode(t, only(t, objs, "Deployment"), &in.deployment)
 	return in
 }
@@ -71,6 +71,18 @@ func only(t *testing.T, objs []*unstructured.Unstructured, kind string) *unstruc
 		t.Fatalf("config/default renders %d objects of kind %s, want 1", len(found), kind)
 	}
 	return found[0]
+}
+
+// named returns the rendered object of kind with name.
+func named(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, obj := range objs {
+		if obj.GetKind() == kind && obj.GetName() == name {
+			return obj
+		}
+	}
+	t.Fatalf("config/default renders no %s %s", kind, name)
+	return nil
 }
 
 // decode converts obj into a typed object, refusing fields the type does not

@@ -1,4 +1,8 @@
-package testenv
+// Package operator installs and runs the whole operator on a control plane
+// of the tests' or the demo's own, as config/ deploys it. It is apart from
+// testenv because it imports the manager, which the controllers' own tests
+// (which use testenv) must not.
+package testoperator
 
 import (
 	"bytes"
@@ -6,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 
@@ -20,7 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
+	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
 // Operator is the operator installed on a control plane as config/ deploys
@@ -38,10 +43,10 @@ type Operator struct {
 	cfg *rest.Config
 }
 
-// InstallOperator installs the operator in namespace apisnoop-system with
+// Install installs the operator in namespace apisnoop-system with
 // admin, a client with every right.
-func InstallOperator(ctx context.Context, cfg *rest.Config, admin client.Client, sidecarImage string) (*Operator, error) {
-	port, err := FreePort()
+func Install(ctx context.Context, cfg *rest.Config, admin client.Client, sidecarImage string) (*Operator, error) {
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +60,7 @@ func InstallOperator(ctx context.Context, cfg *rest.Config, admin client.Client,
 	if err := o.applyGeneratedRBAC(ctx, admin); err != nil {
 		return nil, err
 	}
-	if _, err := InstallWebhookConfiguration(ctx, admin, fmt.Sprintf("https://127.0.0.1:%d", port)); err != nil {
+	if _, err := testenv.InstallWebhookConfiguration(ctx, admin, fmt.Sprintf("https://127.0.0.1:%d", port)); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -81,6 +86,7 @@ func (o *Operator) Start(ctx context.Context, opts ctrl.Options) (stop func() er
 	}
 	mgr, err := manager.New(asOperator, manager.Config{Namespace: o.Namespace, Webhook: manager.WebhookConfig{
 		Host: "127.0.0.1", Port: o.WebhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: o.SidecarImage,
+		CollectorURL: fmt.Sprintf("https://127.0.0.1:%d%s", o.WebhookPort, intake.Path),
 	}}, opts)
 	if err != nil {
 		return nil, err
@@ -94,7 +100,7 @@ func (o *Operator) Start(ctx context.Context, opts ctrl.Options) (stop func() er
 // applyGeneratedRBAC creates config/rbac/role.yaml's roles and binds them to
 // the operator's service account, as config/rbac/role_binding.yaml does.
 func (o *Operator) applyGeneratedRBAC(ctx context.Context, admin client.Client) error {
-	data, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "rbac", "role.yaml"))
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
 	if err != nil {
 		return fmt.Errorf("read generated RBAC: %w", err)
 	}
@@ -122,37 +128,5 @@ func (o *Operator) applyGeneratedRBAC(ctx context.Context, admin client.Client) 
 		if err := admin.Create(ctx, binding); err != nil {
 			return fmt.Errorf("bind %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
-	}
-}
-
-// FreePort is a TCP port free on 127.0.0.1 a moment ago.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// AppPod is a pod as the ServiceAccount admission plugin leaves it (envtest
-// runs without that plugin): its API access volume takes the CA from
-// kube-root-ca.crt, which the webhook points at the trust bundle when it
-// injects.
-func AppPod(ns string, labels map[string]string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "app-", Namespace: ns, Labels: labels},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: "default",
-			InitContainers:     []corev1.Container{{Name: "migrate", Image: "app:dev"}},
-			Containers:         []corev1.Container{{Name: "app", Image: "app:dev"}},
-			Volumes: []corev1.Volume{{Name: "kube-api-access-x7k2p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources: []corev1.VolumeProjection{
-					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-						Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
-				},
-			}}}},
-		},
 	}
 }

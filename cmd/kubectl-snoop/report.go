@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/report"
+	"apisnoop.dev/kube-apisnoop/internal/results"
+	"apisnoop.dev/kube-apisnoop/internal/scheme"
+)
+
+func newReportCommand() *cobra.Command {
+	var (
+		output   string
+		untested bool
+		maxRows  int
+	)
+	overrides := &clientcmd.ConfigOverrides{}
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	cmd := &cobra.Command{
+		Use:   "report NAME [-n NAMESPACE] [-o table|json|markdown] [--untested]",
+		Short: "Print the API coverage a SnoopSession recorded",
+		Long: `Reads the SnoopSession NAME and the results the operator persisted for it
+(its results ConfigMaps), measures them against the session's release (for
+"cluster", the live cluster's API as it is now) and prints the coverage with
+the eligible operations no request hit.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(report.Formats, output) && output != "md" {
+				return fmt.Errorf("unknown output format %q: use one of %s", output, strings.Join(report.Formats, ", "))
+			}
+			clientConfig := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+			restConfig, err := clientConfig.ClientConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			namespace, _, err := clientConfig.Namespace()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			c, err := client.New(restConfig, client.Options{Scheme: scheme.New()})
+			if err != nil {
+				return fmt.Errorf("create client: %w", err)
+			}
+			ctx := cmd.Context()
+			session := &snoopv1alpha1.SnoopSession{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: args[0]}, session); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("SnoopSession %s not found in namespace %s", args[0], namespace)
+				}
+				return fmt.Errorf("read SnoopSession %s/%s: %w", namespace, args[0], err)
+			}
+			st, names, err := results.Load(ctx, c, session)
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 {
+				return fmt.Errorf("SnoopSession %s/%s has no results yet: no ConfigMap %s; the operator writes it once a target pod's sidecar has shipped requests",
+					namespace, session.Name, results.Names(session.Name, 1)[0])
+			}
+
+			resolver := &releases.Resolver{}
+			if session.Spec.KubernetesRelease == snoopv1alpha1.ClusterRelease {
+				if resolver.Discovery, err = discovery.NewDiscoveryClientForConfig(restConfig); err != nil {
+					return fmt.Errorf("create discovery client: %w", err)
+				}
+			}
+			cat, err := resolver.Resolve(ctx, session.Spec.KubernetesRelease)
+			if err != nil {
+				return fmt.Errorf("resolve release of SnoopSession %s/%s: %w", namespace, session.Name, err)
+			}
+
+			out := cmd.OutOrStdout()
+			if output == "table" {
+				fmt.Fprintf(out, "SnoopSession %s/%s, results in %s\n", namespace, session.Name, strings.Join(names, ", "))
+				if st.Ignored > 0 {
+					fmt.Fprintf(out, "%d requests shipped after the session stopped or while it was suspended are not counted\n", st.Ignored)
+				}
+				fmt.Fprintln(out)
+			}
+			return report.Write(out, output, coverage.NewReport(cat, &st.Delta), report.Options{Untested: untested, MaxRows: maxRows})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
+	cmd.Flags().BoolVar(&untested, "untested", true, "list the eligible operations no request hit")
+	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
+	cmd.Flags().StringVar(&loading.ExplicitPath, "kubeconfig", "", "kubeconfig to reach the cluster with")
+	cmd.Flags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context to use")
+	cmd.Flags().StringVarP(&overrides.Context.Namespace, "namespace", "n", "", "namespace of the SnoopSession; default: the kubeconfig context's")
+	return cmd
+}

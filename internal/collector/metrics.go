@@ -1,0 +1,48 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Results of a batch, the label of BatchesTotal.
+const (
+	ResultAccepted        = "accepted"
+	ResultDuplicate       = "duplicate"
+	ResultIgnored         = "ignored"
+	ResultUnauthenticated = "unauthenticated"
+	ResultForbidden       = "forbidden"
+	ResultMalformed       = "malformed"
+	ResultReleaseMismatch = "release_mismatch"
+	ResultUnavailable     = "unavailable"
+)
+
+// The manager's metrics about recording, served with controller-runtime's
+// on the manager's metrics endpoint.
+var (
+	// BatchesTotal counts batches from sidecars by what became of them.
+	BatchesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apisnoop_collector_batches_total",
+		Help: "Batches of recorded requests received from sidecars, by result.",
+	}, []string{"result"})
+	// RequestsTotal counts the requests in accepted batches.
+	RequestsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "apisnoop_recorded_requests_total",
+		Help: "API requests recorded by sidecars and merged into a session's results.",
+	})
+	// Sessions counts sessions by phase (recording, suspended, completed,
+	// waiting).
+	Sessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "apisnoop_sessions",
+		Help: "SnoopSessions by phase.",
+	}, []string{"phase"})
+	// OperationsHit is each session's operations hit, per stability level.
+	OperationsHit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "apisnoop_session_operations_hit",
+		Help: "Operations of the session's release hit by recorded requests, per level.",
+	}, []string{"namespace", "session", "level"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(BatchesTotal, RequestsTotal, Sessions, OperationsHit)
+}

@@ -1,0 +1,94 @@
+// Package results is a session's collected results: the merged coverage of
+// its sidecars with what the merge needs to stay exact across restarts, the
+// ConfigMaps they are persisted in, and the summary they give the session's
+// status.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+)
+
+// State is what a session collected.
+type State struct {
+	// Delta is the merged coverage of every accepted batch.
+	Delta coverage.Delta
+	// Sources maps a sidecar source (its pod's UID) to the sequence number of
+	// the last batch merged from it. Persisted with Delta in one object, so a
+	// restored collector drops exactly the batches Delta already holds and a
+	// restart never counts a batch twice.
+	Sources map[string]uint64
+	// Ignored counts the requests shipped after the session stopped or while
+	// it was suspended: accepted, counted here, never merged into Delta.
+	Ignored int64
+}
+
+// stateJSON is State's serialized form. Delta travels by pointer: its
+// MarshalJSON, which writes the clients, has a pointer receiver.
+type stateJSON struct {
+	Delta   *coverage.Delta   `json:"delta"`
+	Sources map[string]uint64 `json:"sources,omitempty"`
+	Ignored int64             `json:"ignored,omitempty"`
+}
+
+// MarshalJSON writes the state; equal states serialize to equal bytes.
+func (s State) MarshalJSON() ([]byte, error) {
+	return json.Marshal(stateJSON{Delta: &s.Delta, Sources: s.Sources, Ignored: s.Ignored})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *State) UnmarshalJSON(data []byte) error {
+	w := stateJSON{Delta: &coverage.Delta{}}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	*s = State{Delta: *w.Delta, Sources: w.Sources, Ignored: w.Ignored}
+	return nil
+}
+
+// maxStateBytes bounds a decompressed state. The bounds of a Delta
+// (coverage.MaxClients, coverage.MaxUnknownPaths) keep real states far
+// below it; it stops a corrupt or hostile ConfigMap from exhausting memory.
+const maxStateBytes = 512 << 20
+
+var codecs = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
+	// Concurrency 1 keeps the output a function of the input alone.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		panic(fmt.Sprintf("zstd encoder: %v", err))
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxStateBytes))
+	if err != nil {
+		panic(fmt.Sprintf("zstd decoder: %v", err))
+	}
+	return enc, dec
+})
+
+// encode serializes a state as zstd-compressed JSON.
+func encode(st *State) ([]byte, error) {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode results: %w", err)
+	}
+	enc, _ := codecs()
+	return enc.EncodeAll(raw, nil), nil
+}
+
+// decode reads what encode writes.
+func decode(data []byte) (*State, error) {
+	_, dec := codecs()
+	raw, err := dec.DecodeAll(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decompress results: %w", err)
+	}
+	st := &State{}
+	if err := json.Unmarshal(raw, st); err != nil {
+		return nil, fmt.Errorf("decode results: %w", err)
+	}
+	return st, nil
+}
