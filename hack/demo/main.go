@@ -170,7 +170,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "demo-b"}, demoB); err != nil {
 		return err
 	}
-	sidecar, err := testoperator.StartSidecar(ctx, c, cfg, demoB, filepath.Join(testenv.RepoRoot(), "bin", "snoop-proxy"), workDir, "edit", time.Second, io.Discard)
+	sidecar, err := testoperator.StartSidecar(ctx, c, cfg, demoB, filepath.Join(testenv.RepoRoot(), "bin", "snoop-proxy"), workDir, "cluster-admin", time.Second, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	}
 
 	step("The session's results, from its ConfigMaps (kubectl-snoop report)")
-	if err := runShown(ctx, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(testenv.RepoRoot(), "bin", "kubectl-snoop"), "report", "demo", "--max-rows", "12"); err != nil {
+	if err := runShown(ctx, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(testenv.RepoRoot(), "bin", "kubectl-snoop"), "report", "demo", "--max-rows", "12", "--untested=false"); err != nil {
 		return err
 	}
 	if err := k("get", "configmap", "-l", "snoop.apisnoop.dev/session=demo"); err != nil {
