@@ -4,7 +4,6 @@ package catalog
 
 import (
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +15,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"apisnoop.dev/kube-apisnoop/internal/zjson"
 )
 
 // Level is the stability level of an operation's API version.
@@ -352,9 +353,9 @@ func Load(release string) (*Catalog, error) {
 	return entry.catalog, entry.err
 }
 
-var decoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
-})
+// catalogCodec is the embedded catalogs' encoding; a catalog decodes to a
+// few MB, 64 MiB bounds one read from a ConfigMap.
+var catalogCodec = &zjson.Codec{Name: "catalog", Level: zstd.SpeedBestCompression, MaxDecoded: 64 << 20}
 
 func loadUncached(release string) (*Catalog, error) {
 	compressed, err := embedded.ReadFile(path.Join("data", release+dataSuffix))
@@ -367,34 +368,13 @@ func loadUncached(release string) (*Catalog, error) {
 // Encode serialises a catalog the way it is embedded: JSON, zstd
 // compressed. The output depends only on the catalog (and the zstd library
 // version), so regenerating unchanged input gives identical bytes.
-func Encode(c *Catalog) ([]byte, error) {
-	text, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode catalog %s: %w", c.Release, err)
-	}
-	zw, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, fmt.Errorf("create zstd encoder: %w", err)
-	}
-	defer zw.Close()
-	return zw.EncodeAll(text, nil), nil
-}
+func Encode(c *Catalog) ([]byte, error) { return catalogCodec.Encode(c) }
 
 // Decode reverses Encode.
 func Decode(compressed []byte) (*Catalog, error) {
-	zr, err := decoder()
-	if err != nil {
-		return nil, fmt.Errorf("create zstd decoder: %w", err)
-	}
-	text, err := zr.DecodeAll(compressed, nil)
-	if err != nil {
-		return nil, fmt.Errorf("decompress catalog: %w", err)
-	}
 	var c Catalog
-	if err := json.Unmarshal(text, &c); err != nil {
-		return nil, fmt.Errorf("decode catalog: %w", err)
+	if err := catalogCodec.Decode(compressed, &c); err != nil {
+		return nil, err
 	}
 	c.index()
 	return &c, nil

@@ -2,11 +2,11 @@ package coverage
 
 import (
 	"encoding/json"
-	"fmt"
 	"sort"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"apisnoop.dev/kube-apisnoop/internal/zjson"
 )
 
 // clientEntry is a Client with its counts, for serialization: JSON object
@@ -67,40 +67,18 @@ func clientLess(a, b Client) bool {
 	return a.UserAgent < b.UserAgent
 }
 
-var (
-	encoderOnce sync.Once
-	encoder     *zstd.Encoder
-	decoder     *zstd.Decoder
-)
-
-func codecs() (*zstd.Encoder, *zstd.Decoder) {
-	encoderOnce.Do(func() {
-		encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
-		decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(32<<20))
-	})
-	return encoder, decoder
-}
+// deltaCodec bounds a decoded delta at 32 MiB: its maps are bounded (see
+// MaxClients, MaxUnknownPaths), and a full one encodes to about 10 MB.
+var deltaCodec = &zjson.Codec{Name: "delta", Level: zstd.SpeedBetterCompression, MaxDecoded: 32 << 20}
 
 // Encode serializes a delta compactly: JSON compressed with zstd.
-func Encode(d *Delta) ([]byte, error) {
-	raw, err := json.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("encode delta: %w", err)
-	}
-	enc, _ := codecs()
-	return enc.EncodeAll(raw, nil), nil
-}
+func Encode(d *Delta) ([]byte, error) { return deltaCodec.Encode(d) }
 
 // Decode reads what Encode writes.
 func Decode(data []byte) (*Delta, error) {
-	_, dec := codecs()
-	raw, err := dec.DecodeAll(data, nil)
-	if err != nil {
-		return nil, fmt.Errorf("decompress delta: %w", err)
-	}
 	d := &Delta{}
-	if err := json.Unmarshal(raw, d); err != nil {
-		return nil, fmt.Errorf("decode delta: %w", err)
+	if err := deltaCodec.Decode(data, d); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

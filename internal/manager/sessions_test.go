@@ -15,6 +15,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/collector"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/results"
@@ -209,6 +211,8 @@ var _ = Describe("Sessions end to end", Ordered, func() {
 
 	It("refuses, counts and never merges batches without a good token of a pod the session records, and a replay counts once", func() {
 		before := getSession(s).Status.Requests
+		counted := func(result string) float64 { return testutil.ToFloat64(collector.BatchesTotal.WithLabelValues(result)) }
+		unauthenticated, forbidden, duplicates := counted(collector.ResultUnauthenticated), counted(collector.ResultForbidden), counted(collector.ResultDuplicate)
 		batch := func(seq uint64) intake.Batch {
 			d := &coverage.Delta{}
 			d.Add(coverage.Hit{OperationID: "listCoreV1NamespacedPod", Verb: "list", Status: 200})
@@ -227,6 +231,8 @@ var _ = Describe("Sessions end to end", Ordered, func() {
 		code, _ = postBatch(batch(1000), podToken(outside, webhook.CollectorAudience))
 		Expect(code).To(Equal(http.StatusForbidden), "another pod's source")
 		Consistently(func() int64 { return getSession(s).Status.Requests }, 2*time.Second).Should(Equal(before))
+		Expect(counted(collector.ResultUnauthenticated) - unauthenticated).To(BeNumerically("==", 3))
+		Expect(counted(collector.ResultForbidden) - forbidden).To(BeNumerically("==", 2))
 
 		By("a batch sent twice counts once")
 		token := podToken(second, webhook.CollectorAudience)
@@ -236,7 +242,7 @@ var _ = Describe("Sessions end to end", Ordered, func() {
 		Expect(code).To(Equal(http.StatusOK), body)
 		Eventually(func() int64 { return getSession(s).Status.Requests }).Should(Equal(before + 1))
 		Consistently(func() int64 { return getSession(s).Status.Requests }, 2*time.Second).Should(Equal(before + 1))
-		made++
+		Expect(counted(collector.ResultDuplicate) - duplicates).To(BeNumerically(">=", 1))
 	})
 
 	It("loses nothing and counts nothing twice across a manager restart", func() {

@@ -6,12 +6,11 @@ package results
 
 import (
 	"encoding/json"
-	"fmt"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/zjson"
 )
 
 // State is what a session collected.
@@ -56,39 +55,16 @@ func (s *State) UnmarshalJSON(data []byte) error {
 // below it; it stops a corrupt or hostile ConfigMap from exhausting memory.
 const maxStateBytes = 512 << 20
 
-var codecs = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
-	// Concurrency 1 keeps the output a function of the input alone.
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		panic(fmt.Sprintf("zstd encoder: %v", err))
-	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxStateBytes))
-	if err != nil {
-		panic(fmt.Sprintf("zstd decoder: %v", err))
-	}
-	return enc, dec
-})
+var stateCodec = &zjson.Codec{Name: "results", Level: zstd.SpeedBetterCompression, MaxDecoded: maxStateBytes}
 
 // encode serializes a state as zstd-compressed JSON.
-func encode(st *State) ([]byte, error) {
-	raw, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("encode results: %w", err)
-	}
-	enc, _ := codecs()
-	return enc.EncodeAll(raw, nil), nil
-}
+func encode(st *State) ([]byte, error) { return stateCodec.Encode(st) }
 
 // decode reads what encode writes.
 func decode(data []byte) (*State, error) {
-	_, dec := codecs()
-	raw, err := dec.DecodeAll(data, nil)
-	if err != nil {
-		return nil, fmt.Errorf("decompress results: %w", err)
-	}
 	st := &State{}
-	if err := json.Unmarshal(raw, st); err != nil {
-		return nil, fmt.Errorf("decode results: %w", err)
+	if err := stateCodec.Decode(data, st); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
