@@ -42,8 +42,7 @@ func newRecordCommand() *cobra.Command {
 		untested                 bool
 		maxRows                  int
 	)
-	overrides := &clientcmd.ConfigOverrides{}
-	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	var kubeconfig *kubeconfigFlags
 	cmd := &cobra.Command{
 		Use:   "record [--release 1.37] [-o table|json|markdown] [--out FILE] -- COMMAND [ARG...]",
 		Short: "Run a command through a local recording proxy and print the API coverage of what it did",
@@ -54,7 +53,7 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 (or into --out). COMMAND's output and exit status are its own.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			clientConfig := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+			clientConfig := kubeconfig.clientConfig()
 			restConfig, err := clientConfig.ClientConfig()
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w", err)
@@ -97,8 +96,7 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 	cmd.Flags().StringVar(&outFile, "out", "", "write the coverage to this file instead of standard error")
 	cmd.Flags().BoolVar(&untested, "untested", false, "also list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
-	cmd.Flags().StringVar(&loading.ExplicitPath, "kubeconfig", "", "kubeconfig whose credentials reach the real API server")
-	cmd.Flags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context to use")
+	kubeconfig = addKubeconfigFlags(cmd.Flags(), "kubeconfig whose credentials reach the real API server")
 	return cmd
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
@@ -25,8 +24,7 @@ func newReportCommand() *cobra.Command {
 		untested bool
 		maxRows  int
 	)
-	overrides := &clientcmd.ConfigOverrides{}
-	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	var kubeconfig *kubeconfigFlags
 	cmd := &cobra.Command{
 		Use:   "report NAME [-n NAMESPACE] [-o table|json|markdown] [--untested]",
 		Short: "Print the API coverage a SnoopSession recorded",
@@ -39,7 +37,7 @@ the eligible operations no request hit.`,
 			if !slices.Contains(report.Formats, output) && output != "md" {
 				return fmt.Errorf("unknown output format %q: use one of %s", output, strings.Join(report.Formats, ", "))
 			}
-			clientConfig := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+			clientConfig := kubeconfig.clientConfig()
 			restConfig, err := clientConfig.ClientConfig()
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w", err)
@@ -94,8 +92,7 @@ the eligible operations no request hit.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
 	cmd.Flags().BoolVar(&untested, "untested", true, "list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
-	cmd.Flags().StringVar(&loading.ExplicitPath, "kubeconfig", "", "kubeconfig to reach the cluster with")
-	cmd.Flags().StringVar(&overrides.CurrentContext, "context", "", "kubeconfig context to use")
-	cmd.Flags().StringVarP(&overrides.Context.Namespace, "namespace", "n", "", "namespace of the SnoopSession; default: the kubeconfig context's")
+	kubeconfig = addKubeconfigFlags(cmd.Flags(), "kubeconfig to reach the cluster with")
+	cmd.Flags().StringVarP(&kubeconfig.overrides.Context.Namespace, "namespace", "n", "", "namespace of the SnoopSession; default: the kubeconfig context's")
 	return cmd
 }
