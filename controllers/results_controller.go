@@ -51,6 +51,10 @@ type ResultsReconciler struct {
 	Interval time.Duration
 
 	lastWrite map[types.NamespacedName]time.Time
+	// written is the aggregator's version last written per session: a
+	// change that leaves the status as it was (a source's sequence) must
+	// still reach the ConfigMaps.
+	written map[types.NamespacedName]uint64
 }
 
 // Reconcile persists one session's results when they changed.
@@ -60,6 +64,7 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		if client.IgnoreNotFound(err) == nil {
 			r.Aggregator.Forget(req.NamespacedName)
 			delete(r.lastWrite, req.NamespacedName)
+			delete(r.written, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -96,7 +101,7 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	for _, cm := range cms {
 		summary.ResultsConfigMaps = append(summary.ResultsConfigMaps, cm.Name)
 	}
-	if sameResults(&session.Status, &summary) {
+	if version == r.written[req.NamespacedName] && sameResults(&session.Status, &summary) {
 		r.Aggregator.Persisted(req.NamespacedName, version, nil)
 		return ctrl.Result{}, nil
 	}
@@ -106,9 +111,10 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	if r.lastWrite == nil {
-		r.lastWrite = map[types.NamespacedName]time.Time{}
+		r.lastWrite, r.written = map[types.NamespacedName]time.Time{}, map[types.NamespacedName]uint64{}
 	}
 	r.lastWrite[req.NamespacedName] = time.Now()
+	r.written[req.NamespacedName] = version
 	setOperationsHit(session, &summary)
 	if session.Status.Requests == 0 && summary.Requests > 0 && r.Recorder != nil {
 		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, ReasonFirstRequest, "Record",

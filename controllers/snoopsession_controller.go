@@ -59,6 +59,10 @@ type SnoopSessionReconciler struct {
 	Recorder events.EventRecorder
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+
+	// workloads reads ReplicaSets and workloads for spec.restartWorkloads,
+	// uncached (the manager's API reader, set by SetupWithManager).
+	workloads client.Reader
 }
 
 // sessionPhase is one step of a reconcile. Phases run in order; a phase that
@@ -134,7 +138,7 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	scope := &sessionScope{session: session}
 	// updateCompletion comes first so that a session stopped with a spec
 	// error still says whether it completed.
-	phases := []sessionPhase{r.updateCompletion, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.updateRecording}
+	phases := []sessionPhase{r.updateCompletion, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.updateRecording, r.restartWorkloads}
 	for _, phase := range phases {
 		res, err := phase(ctx, scope)
 		if err != nil {
@@ -333,6 +337,7 @@ func lowestNonZeroResult(a, b ctrl.Result) ctrl.Result {
 
 // SetupWithManager registers the reconciler with the manager.
 func (r *SnoopSessionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.workloads = mgr.GetAPIReader()
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&snoopv1alpha1.SnoopSession{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.sessionsForNamespaceOf)).

@@ -64,6 +64,11 @@ type TrustReconciler struct {
 	// Skip lists the namespaces the webhook never injects, as the ignore
 	// label does: nothing is written there.
 	Skip []string
+
+	// The live catalog, encoded once per catalog the resolver returns
+	// (it keeps one for minutes), not once per namespace and event.
+	encodedFor *catalog.Catalog
+	encoded    []byte
 }
 
 // Reconcile brings one namespace's copies in line with the sessions.
@@ -162,10 +167,14 @@ func (r *TrustReconciler) ensureCatalog(ctx context.Context, ns string) error {
 	if err != nil {
 		return fmt.Errorf("build the cluster's catalog: %w", err)
 	}
-	data, err := catalog.Encode(c)
-	if err != nil {
-		return err
+	if c != r.encodedFor {
+		data, err := catalog.Encode(c)
+		if err != nil {
+			return err
+		}
+		r.encodedFor, r.encoded = c, data
 	}
+	data := r.encoded
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: webhook.CatalogConfigMap}}
 	return r.ensure(ctx, cm, func() {
 		cm.BinaryData = map[string][]byte{webhook.CatalogKey: data}

@@ -68,6 +68,17 @@ type SnoopSessionSpec struct {
 	// injected while it is true.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// restartWorkloads, when true, restarts the Deployments, StatefulSets and
+	// DaemonSets that own target pods running without the recording proxy,
+	// so that their new pods are recorded. It is opt-in because it rolls out
+	// workloads the session does not own. Like `kubectl rollout restart`, it
+	// sets an annotation (snoop.apisnoop.dev/restartedAt) on the pod
+	// template, at most once per workload and generation of the session,
+	// and only while the session injects. Pods with no such owner are left
+	// alone; the Recording condition counts them.
+	// +optional
+	RestartWorkloads bool `json:"restartWorkloads,omitempty"`
 }
 
 // Targets selects pods by label, within a set of namespaces.
