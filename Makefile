@@ -69,3 +69,46 @@ build: ## Build bin/apisnoop, bin/snoop-proxy and bin/kubectl-snoop.
 .PHONY: run
 run: manifests ## Run the manager against the cluster of the current kubeconfig.
 	go run ./cmd/apisnoop manager
+
+# What the images and release archives are stamped with; override for a
+# release (make image dist VERSION=v0.1.0). Every timestamp inside them is
+# SOURCE_DATE_EPOCH (the last commit's time), so a rebuild gives the same bytes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_REPO ?= apisnoop.dev
+IMAGE_TAG ?= $(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+RELEASE_URL ?= https://apisnoop.dev/kube-apisnoop/releases/download/$(VERSION)
+
+.PHONY: image
+image: ## Build OCI image archives bin/images/{apisnoop,snoop-proxy,apisnoop-testkit}.tar without Docker (import: ctr -n k8s.io images import --all-platforms FILE).
+	KUBE_VERSION=$(KUBE_VERSION) CONTROL_PLANE_DIR=$(CONTROL_PLANE_DIR) hack/build-control-plane.sh kubectl >/dev/null
+	go run ./hack/release image -out bin/images -repo $(IMAGE_REPO) -tag $(IMAGE_TAG) \
+		-version $(VERSION) -revision $(REVISION) -created $(SOURCE_DATE_EPOCH) \
+		-platforms $(IMAGE_PLATFORMS) -kubectl $(CONTROL_PLANE_DIR)/kubectl
+
+.PHONY: dist
+dist: ## Build kubectl-snoop release archives for linux/darwin amd64/arm64, SHA256SUMS and the filled krew manifest under bin/dist/.
+	go run ./hack/release dist -out bin/dist -version $(VERSION) -created $(SOURCE_DATE_EPOCH) \
+		-release-url $(RELEASE_URL) -manifest plugins/snoop.yaml
+
+##@ Helm
+
+# helm is a Go tool of this module (go.mod's tool directive): no download
+# beyond the Go module proxy.
+HELM ?= go tool helm
+CHART ?= charts/kube-apisnoop
+CHART_OUT ?= $(CURDIR)/bin/chart
+HELM_CERT_MANAGER ?= --set webhook.certManager.enabled=true --set webhook.certManager.issuerRef.name=example-issuer
+
+.PHONY: helm
+helm: ## Copy config/crd/bases into the chart's crds/, lint the chart (strict) and render it, with its defaults and with cert-manager, into bin/chart/.
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	$(HELM) lint --strict --namespace apisnoop-system $(CHART)
+	$(HELM) lint --strict --namespace apisnoop-system $(CHART) $(HELM_CERT_MANAGER)
+	mkdir -p $(CHART_OUT)
+	$(HELM) template apisnoop $(CHART) --namespace apisnoop-system --include-crds > $(CHART_OUT)/kube-apisnoop.yaml
+	$(HELM) template apisnoop $(CHART) --namespace apisnoop-system --include-crds $(HELM_CERT_MANAGER) > $(CHART_OUT)/kube-apisnoop-cert-manager.yaml
+	@echo "rendered into $(CHART_OUT); go test ./test/helm checks the chart against config/ and an API server"

@@ -8,7 +8,7 @@
 #
 # Usage: hack/build-control-plane.sh [component...]
 #   components: kube-apiserver etcd (default), kubelet kube-controller-manager
-#   kube-proxy kube-scheduler
+#   kube-proxy kube-scheduler kubectl
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 
@@ -129,7 +129,7 @@ GO
 for c in "${components[@]}"; do
   case "$c" in
   etcd) build_etcd ;;
-  kube-apiserver | kubelet | kube-controller-manager | kube-proxy | kube-scheduler) build_kube "$c" ;;
+  kube-apiserver | kubelet | kube-controller-manager | kube-proxy | kube-scheduler | kubectl) build_kube "$c" ;;
   *) log "unknown component $c"; exit 2 ;;
   esac
 done
