@@ -57,6 +57,11 @@ type SnoopSessionReconciler struct {
 	// Recorder emits the session's milestones as Events (see
 	// recordMilestones); nil emits none.
 	Recorder events.EventRecorder
+	// Collector says when results last arrived, for CollectorUnreachable;
+	// nil skips the check. CollectorGrace is how long sidecars may go
+	// without results arriving; zero means DefaultCollectorGrace.
+	Collector      CollectorSeen
+	CollectorGrace time.Duration
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 
@@ -138,7 +143,7 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	scope := &sessionScope{session: session}
 	// updateCompletion comes first so that a session stopped with a spec
 	// error still says whether it completed.
-	phases := []sessionPhase{r.updateCompletion, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.updateRecording, r.restartWorkloads}
+	phases := []sessionPhase{r.updateCompletion, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.checkCollector, r.updateRecording, r.restartWorkloads}
 	for _, phase := range phases {
 		res, err := phase(ctx, scope)
 		if err != nil {

@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -25,10 +26,12 @@ type Aggregator struct {
 
 	mu       sync.Mutex
 	sessions map[types.NamespacedName]*sessionResults
+	started  time.Time
 }
 
 type sessionResults struct {
 	state     results.State
+	lastBatch time.Time // when a batch for the session last arrived
 	restored  bool
 	version   uint64 // counts changes
 	persisted uint64 // the version last persisted
@@ -42,7 +45,7 @@ type waiter struct {
 
 // NewAggregator returns an empty aggregator.
 func NewAggregator() *Aggregator {
-	return &Aggregator{Changed: make(chan types.NamespacedName, 1024), sessions: map[types.NamespacedName]*sessionResults{}}
+	return &Aggregator{Changed: make(chan types.NamespacedName, 1024), sessions: map[types.NamespacedName]*sessionResults{}, started: time.Now()}
 }
 
 // Accept merges a batch into a session's results (or, when ignore is set,
@@ -54,6 +57,7 @@ func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.session(session)
+	s.lastBatch = time.Now()
 	if !s.restored {
 		a.notify(session)
 		return false, nil, errNotRestored
@@ -80,6 +84,19 @@ func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore
 		a.notify(session)
 	}
 	return duplicate, done, nil
+}
+
+// LastBatch is when a batch for the session last arrived, from any of its
+// sidecars, or when the aggregator started if none has since: sidecars
+// back off while the manager is away, and get a grace period after it
+// returns.
+func (a *Aggregator) LastBatch(session types.NamespacedName) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.sessions[session]; ok && s.lastBatch.After(a.started) {
+		return s.lastBatch
+	}
+	return a.started
 }
 
 // Restore installs a session's persisted results, once: later calls (a

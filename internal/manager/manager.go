@@ -166,6 +166,7 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 			Releases:        catalogs,
 			Recorder:        mgr.GetEventRecorder("apisnoop-snoopsession"),
 			ProxyCertSecret: proxyPair,
+			Collector:       aggregator,
 		}).SetupWithManager},
 		{"CSR signer", (&controllers.CSRSignerReconciler{
 			Client:    mgr.GetClient(),
