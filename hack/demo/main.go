@@ -28,6 +28,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	certutil "k8s.io/client-go/util/cert"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -284,60 +285,6 @@ func createInjected(ctx context.Context, c client.Client, name string) error {
 	}
 }
 
-// waitForRequests waits until the session's status counts recorded
-// requests, and a little more, so that the last batch is in.
-func waitForRequests(ctx context.Context, c client.Client, key client.ObjectKey) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var last int64 = -1
-	for {
-		s := &snoopv1alpha1.SnoopSession{}
-		if err := c.Get(ctx, key, s); err == nil && s.Status.Requests > 0 && s.Status.Requests == last {
-			return nil
-		} else if err == nil {
-			last = s.Status.Requests
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for SnoopSession %s to count requests: %w", key, ctx.Err())
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// waitForInjected waits until the session counts an injected pod.
-func waitForInjected(ctx context.Context, c client.Client, key client.ObjectKey) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		s := &snoopv1alpha1.SnoopSession{}
-		if err := c.Get(ctx, key, s); err == nil && s.Status.Pods.Injected > 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for SnoopSession %s to count an injected pod: %w", key, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// waitForSecret waits until the operator has stored a Secret.
-func waitForSecret(ctx context.Context, c client.Client, key client.ObjectKey) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		if err := c.Get(ctx, key, &corev1.Secret{}); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("secret %s was not issued: %w", key, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // printProxyCert shows the names and lifetime of the issued certificate.
 func printProxyCert(ctx context.Context, c client.Client) error {
 	secret := &corev1.Secret{}
@@ -447,19 +394,59 @@ func runShown(ctx context.Context, env []string, name string, args ...string) er
 	return nil
 }
 
+// poll checks done every interval until it holds, for at most timeout;
+// what names the wait in the error.
+func poll(ctx context.Context, timeout, interval time.Duration, what string, done func(context.Context) bool) error {
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) { return done(ctx), nil })
+	if err != nil {
+		return fmt.Errorf("wait for %s: %w", what, err)
+	}
+	return nil
+}
+
+// session reads the demo's session; nil when it cannot.
+func session(ctx context.Context, c client.Client, key client.ObjectKey) *snoopv1alpha1.SnoopSession {
+	s := &snoopv1alpha1.SnoopSession{}
+	if c.Get(ctx, key, s) != nil {
+		return nil
+	}
+	return s
+}
+
+// waitForSecret waits until the operator has stored a Secret.
+func waitForSecret(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	return poll(ctx, time.Minute, 200*time.Millisecond, "Secret "+key.String(), func(ctx context.Context) bool {
+		return c.Get(ctx, key, &corev1.Secret{}) == nil
+	})
+}
+
 // waitForStatus waits until the manager has reconciled the session once.
 func waitForStatus(ctx context.Context, c client.Client, key client.ObjectKey) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		s := &snoopv1alpha1.SnoopSession{}
-		if err := c.Get(ctx, key, s); err == nil && s.Status.ObservedGeneration == s.Generation && s.Status.Pods.Matched > 0 {
-			return nil
+	return poll(ctx, 30*time.Second, 100*time.Millisecond, "the status of SnoopSession "+key.String(), func(ctx context.Context) bool {
+		s := session(ctx, c, key)
+		return s != nil && s.Status.ObservedGeneration == s.Generation && s.Status.Pods.Matched > 0
+	})
+}
+
+// waitForInjected waits until the session counts an injected pod.
+func waitForInjected(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	return poll(ctx, 30*time.Second, 100*time.Millisecond, "SnoopSession "+key.String()+" to count an injected pod", func(ctx context.Context) bool {
+		s := session(ctx, c, key)
+		return s != nil && s.Status.Pods.Injected > 0
+	})
+}
+
+// waitForRequests waits until the session's status counts recorded
+// requests and the count held for one look, so that the last batch is in.
+func waitForRequests(ctx context.Context, c client.Client, key client.ObjectKey) error {
+	var last int64 = -1
+	return poll(ctx, 30*time.Second, 2*time.Second, "SnoopSession "+key.String()+" to count requests", func(ctx context.Context) bool {
+		s := session(ctx, c, key)
+		if s == nil {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for SnoopSession %s status: %w", key, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		settled := s.Status.Requests > 0 && s.Status.Requests == last
+		last = s.Status.Requests
+		return settled
+	})
 }

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -60,4 +62,32 @@ func New() (*envtest.Environment, error) {
 // catalog.
 func WidgetsCRD() string {
 	return filepath.Join(RepoRoot(), "internal", "testenv", "testdata", "widgets.yaml")
+}
+
+// StartEmpty starts a control plane without the project's CRDs (for tests
+// that apply rendered manifests, CRDs included, onto an API server that has
+// never seen them), stops it when the test ends, and returns an uncached
+// client. Missing binaries fail the test, as in every suite.
+func StartEmpty(t testing.TB) client.Client {
+	t.Helper()
+	env, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.CRDDirectoryPaths = nil
+	env.ErrorIfCRDPathMissing = false
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

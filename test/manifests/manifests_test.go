@@ -295,29 +295,9 @@ func TestBindingsResolve(t *testing.T) {
 func TestAPIServerAcceptsConfig(t *testing.T) {
 	in := render(t)
 
-	// Missing control-plane binaries fail the test, as in every suite:
-	// CI builds them first.
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Not the project's CRDs: the rendered one is applied like the rest,
 	// onto an API server that has never seen it.
-	env.CRDDirectoryPaths = nil
-	env.ErrorIfCRDPathMissing = false
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testenv.StartEmpty(t)
 	ctx := t.Context()
 
 	if in.namespace.GetName() != operatorNamespace {
