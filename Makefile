@@ -112,3 +112,21 @@ helm: ## Copy config/crd/bases into the chart's crds/, lint the chart (strict) a
 	$(HELM) template apisnoop $(CHART) --namespace apisnoop-system --include-crds > $(CHART_OUT)/kube-apisnoop.yaml
 	$(HELM) template apisnoop $(CHART) --namespace apisnoop-system --include-crds $(HELM_CERT_MANAGER) > $(CHART_OUT)/kube-apisnoop-cert-manager.yaml
 	@echo "rendered into $(CHART_OUT); go test ./test/helm checks the chart against config/ and an API server"
+
+##@ Real node
+
+# A throwaway single-node cluster in the network namespace $(NODE_NAME), with
+# no route out (root; hack/node/node.sh says what runs and how to reach it).
+# NODE_IMAGES: image archives for node-up to import, e.g.
+# NODE_IMAGES="$(wildcard bin/images/*.tar)" after make image.
+NODE_NAME ?= apisnoop-node
+NODE_IMAGES ?=
+NODE_ENV = KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) CONTROL_PLANE_DIR=$(CONTROL_PLANE_DIR) NODE_NAME=$(NODE_NAME)
+
+.PHONY: node-up
+node-up: ## Start (or keep) a real node in a network namespace of its own: etcd, kube-apiserver, controller-manager, scheduler, kube-proxy, containerd, kubelet; reach it with hack/node/node.sh kubectl|exec (admin kubeconfig bin/node/kubeconfig).
+	$(NODE_ENV) NODE_IMAGES="$(NODE_IMAGES)" hack/node/node.sh up
+
+.PHONY: node-down
+node-down: ## Stop the real node and remove every process, mount, network namespace, cgroup and state file it made (also after a failed node-up).
+	$(NODE_ENV) hack/node/node.sh down

@@ -8,12 +8,14 @@
 #
 # Usage: hack/build-control-plane.sh [component...]
 #   components: kube-apiserver etcd (default), kubelet kube-controller-manager
-#   kube-proxy kube-scheduler kubectl
+#   kube-proxy kube-scheduler kubectl coredns (the real node's cluster DNS,
+#   hack/node)
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
+COREDNS_VERSION="${COREDNS_VERSION:-1.15.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${CONTROL_PLANE_DIR:-$ROOT/bin/k8s/v$KUBE_VERSION}"
 # Built binaries are also kept in a per-user cache outside the checkout, so a
@@ -126,9 +128,53 @@ GO
   to_shared etcd
 }
 
+# build_coredns builds CoreDNS with the plugins a cluster DNS needs and no
+# forwarding ones (the node has no route out), pinned like etcd.
+build_coredns() {
+  if [ -x "$OUT/coredns" ] && [ -f "$OUT/coredns.version" ] && [ "$(cat "$OUT/coredns.version")" = "$COREDNS_VERSION" ]; then
+    log "coredns v$COREDNS_VERSION cached"; to_shared coredns; return
+  fi
+  if [ -f "$SHARED/coredns.version" ] && [ "$(cat "$SHARED/coredns.version")" = "$COREDNS_VERSION" ] && from_shared coredns; then
+    return
+  fi
+  local dir="$ROOT/bin/.build/coredns-v$COREDNS_VERSION"
+  mkdir -p "$dir"
+  cat >"$dir/main.go" <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+	"github.com/coredns/coredns/coremain"
+)
+
+// Directives is the plugins' order in a server block, as in CoreDNS's plugin.cfg.
+func init() {
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+  if [ ! -f "$dir/go.sum" ]; then
+    (cd "$dir" && printf 'module apisnoop.dev/coredns\n\ngo 1.24\n\nrequire github.com/coredns/coredns v%s\n' "$COREDNS_VERSION" >go.mod &&
+      GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  fi
+  log "building coredns v$COREDNS_VERSION"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$OUT/coredns.tmp" .)
+  mv "$OUT/coredns.tmp" "$OUT/coredns"
+  echo "$COREDNS_VERSION" >"$OUT/coredns.version"
+  to_shared coredns
+}
+
 for c in "${components[@]}"; do
   case "$c" in
   etcd) build_etcd ;;
+  coredns) build_coredns ;;
   kube-apiserver | kubelet | kube-controller-manager | kube-proxy | kube-scheduler | kubectl) build_kube "$c" ;;
   *) log "unknown component $c"; exit 2 ;;
   esac
