@@ -58,6 +58,27 @@ test: control-plane vet ## Run unit and envtest suites against a real kube-apise
 bench: control-plane ## Run the benchmarks.
 	go test -run '^$$' -bench . -benchmem ./...
 
+# make e2e: the test/e2e suite on a real node (root). It builds the images
+# (amd64 only), starts the node with them imported, builds the suite and helm
+# outside (the module proxy is not reachable inside the node's namespace),
+# runs the suite inside, and always stops the node, keeping the suite's exit
+# status. E2E_FLAGS adds test flags, e.g. E2E_FLAGS=-ginkgo.focus=env.
+E2E_IMAGES = bin/images/apisnoop.tar bin/images/snoop-proxy.tar bin/images/apisnoop-testkit.tar
+E2E_FLAGS ?=
+
+.PHONY: e2e
+e2e: ## Run the e2e suite (test/e2e) on a real node: images, node-up, the suite inside the node's namespace, node-down.
+	$(MAKE) image IMAGE_PLATFORMS=linux/amd64 IMAGE_TAG=$(IMAGE_TAG)
+	go test -c -tags e2e -o bin/e2e.test ./test/e2e
+	go build -o bin/e2e/helm helm.sh/helm/v4/cmd/helm
+	status=0; \
+	trap '$(MAKE) node-down' INT TERM; \
+	$(MAKE) node-up NODE_IMAGES="$(E2E_IMAGES)" && \
+	E2E_IMAGE_TAG=$(IMAGE_TAG) E2E_HELM=$(CURDIR)/bin/e2e/helm E2E_KUBECTL=$(CONTROL_PLANE_DIR)/kubectl \
+		$(NODE_ENV) hack/node/node.sh exec bin/e2e.test -test.v -test.timeout 40m -ginkgo.v $(E2E_FLAGS) || status=$$?; \
+	$(MAKE) node-down || { [ $$status -ne 0 ] || status=1; }; \
+	exit $$status
+
 ##@ Build
 
 .PHONY: build
