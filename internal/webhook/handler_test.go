@@ -37,8 +37,12 @@ func trustObjects(ns string) {
 	GinkgoHelper()
 	Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ProxyCertSecret, Namespace: ns}})).To(Succeed())
 	Expect(k8sClient.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustBundleConfigMap, Namespace: ns}})).To(Succeed())
+	// The injector reads both from its cache.
 	Eventually(func() error {
-		return cached.Get(ctx, client.ObjectKey{Namespace: ns, Name: ProxyCertSecret}, &corev1.Secret{})
+		if err := cached.Get(ctx, client.ObjectKey{Namespace: ns, Name: ProxyCertSecret}, &corev1.Secret{}); err != nil {
+			return err
+		}
+		return cached.Get(ctx, client.ObjectKey{Namespace: ns, Name: TrustBundleConfigMap}, &corev1.ConfigMap{})
 	}).Should(Succeed())
 }
 
