@@ -104,10 +104,12 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 		out, err := run(5*time.Minute, helm, "install", releaseName, chartDir(),
 			"--namespace", releaseNamespace,
 			"--set", "image.repository="+imageRepo+"/apisnoop",
-			"--set", "image.tag="+imageTag,
+			// --set-string: a tag such as a short commit hash of digits
+			// only must stay a string.
+			"--set-string", "image.tag="+imageTag,
 			"--set", "image.pullPolicy=Never",
 			"--set", "sidecar.image.repository="+imageRepo+"/apisnoop",
-			"--set", "sidecar.image.tag="+imageTag,
+			"--set-string", "sidecar.image.tag="+imageTag,
 			"--wait", "--timeout", "3m")
 		Expect(err).NotTo(HaveOccurred(), out)
 		GinkgoWriter.Println(out)
