@@ -59,16 +59,16 @@ const (
 // --wait=false keeps `kubectl delete` from watching the deleted object, so
 // the list of calls does not depend on timing.
 const kubectlScript = `set -e
-mkdir -p /work/www
-echo apisnoop-e2e >/work/www/index.html
-k() { /bin/kubectl --cache-dir=/work/kube-cache "$@"; }
+mkdir -p /scratch/www
+echo apisnoop-e2e >/scratch/www/index.html
+k() { /bin/kubectl --cache-dir=/scratch/kube-cache "$@"; }
 k get configmaps
 k create configmap e2e-script --from-literal=a=1
 k get configmap e2e-script -o yaml
 k delete configmap e2e-script --wait=false
 k get pods
 echo ` + scriptDone + `
-exec /bin/busybox httpd -f -p 8080 -h /work/www
+exec /bin/busybox httpd -f -p 8080 -h /scratch/www
 `
 
 // scriptOperations are the operations kubectlScript's calls are, once each.
@@ -444,12 +444,12 @@ func serviceAccount(ns, name string, rules ...rbacv1.PolicyRule) {
 
 // oneCall is a workload script of one kubectl call, then sleep.
 func oneCall(args string) string {
-	return fmt.Sprintf("set -e\n/bin/kubectl --cache-dir=/work/kube-cache %s\necho %s\nexec /bin/busybox sleep 3600\n", args, scriptDone)
+	return fmt.Sprintf("set -e\n/bin/kubectl --cache-dir=/scratch/kube-cache %s\necho %s\nexec /bin/busybox sleep 3600\n", args, scriptDone)
 }
 
 // workload is a pod labelled app=demo of the testkit image running script
 // as the testkit user, under the Pod Security "restricted" rules, with its
-// service account "demo" (when it exists) and a writable /work (the image
+// service account "demo" (when it exists) and a writable /scratch (the image
 // has no /tmp) for kubectl's cache.
 func workload(ns, name, script string) *corev1.Pod {
 	return &corev1.Pod{
@@ -466,8 +466,8 @@ func workload(ns, name, script string) *corev1.Pod {
 				Image:           image("apisnoop-testkit"),
 				ImagePullPolicy: corev1.PullNever,
 				Command:         []string{"/bin/busybox", "sh", "-c", script},
-				Env:             []corev1.EnvVar{{Name: "HOME", Value: "/work"}, {Name: "KUBECACHEDIR", Value: "/work/kube-cache"}},
-				VolumeMounts:    []corev1.VolumeMount{{Name: "work", MountPath: "/work"}},
+				Env:             []corev1.EnvVar{{Name: "HOME", Value: "/scratch"}, {Name: "KUBECACHEDIR", Value: "/scratch/kube-cache"}},
+				VolumeMounts:    []corev1.VolumeMount{{Name: "work", MountPath: "/scratch"}},
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr.To(false),
 					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
