@@ -22,6 +22,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
+
+	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 )
 
 // certValidity is how long a leaf certificate lasts; a node lives for a test
@@ -159,36 +161,29 @@ func WritePKI(dir string, n Node, now time.Time) error {
 }
 
 // loadOrMakeCA reads pki/ca.{crt,key}, or makes a self-signed CA when
-// either is missing.
+// either is missing: the operator's own CA type, which does both.
 func loadOrMakeCA(pki, nodeName string) (*x509.Certificate, crypto.Signer, error) {
 	crtFile, keyFile := filepath.Join(pki, "ca.crt"), filepath.Join(pki, "ca.key")
 	if ok, _ := cert.CanReadCertAndKey(crtFile, keyFile); ok {
-		certs, err := cert.CertsFromFile(crtFile)
+		certPEM, errC := os.ReadFile(crtFile)
+		keyPEM, errK := os.ReadFile(keyFile)
+		if err := errors.Join(errC, errK); err != nil {
+			return nil, nil, err
+		}
+		ca, err := signer.ParseCA(certPEM, keyPEM)
 		if err != nil {
 			return nil, nil, err
 		}
-		key, err := keyutil.PrivateKeyFromFile(keyFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, nil, fmt.Errorf("%s holds no signing key", keyFile)
-		}
-		return certs[0], signer, nil
+		return ca.Cert, ca.Key, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := signer.NewCA(nodeName + "-ca")
 	if err != nil {
 		return nil, nil, err
 	}
-	ca, err := cert.NewSelfSignedCACert(cert.Config{CommonName: nodeName + "-ca"}, key)
-	if err != nil {
+	if err := errors.Join(keyutil.WriteKey(keyFile, ca.KeyPEM), cert.WriteCert(crtFile, ca.CertPEM)); err != nil {
 		return nil, nil, err
 	}
-	if err := writeKeyPair(crtFile, keyFile, encodeCert(ca), key); err != nil {
-		return nil, nil, err
-	}
-	return ca, key, nil
+	return ca.Cert, ca.Key, nil
 }
 
 // loadOrMakeLeaf returns the PEM of leaf l's certificate and key, from
