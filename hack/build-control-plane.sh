@@ -97,13 +97,18 @@ GO
   to_shared "$name"
 }
 
+# have_version succeeds when binary $1 at version $2 is in OUT already or
+# could be copied from the shared cache.
+have_version() {
+  local name="$1" version="$2"
+  if [ -x "$OUT/$name" ] && [ -f "$OUT/$name.version" ] && [ "$(cat "$OUT/$name.version")" = "$version" ]; then
+    log "$name v$version cached"; to_shared "$name"; return 0
+  fi
+  [ -f "$SHARED/$name.version" ] && [ "$(cat "$SHARED/$name.version")" = "$version" ] && from_shared "$name"
+}
+
 build_etcd() {
-  if [ -x "$OUT/etcd" ] && [ -f "$OUT/etcd.version" ] && [ "$(cat "$OUT/etcd.version")" = "$ETCD_VERSION" ]; then
-    log "etcd v$ETCD_VERSION cached"; to_shared etcd; return
-  fi
-  if [ -f "$SHARED/etcd.version" ] && [ "$(cat "$SHARED/etcd.version")" = "$ETCD_VERSION" ] && from_shared etcd; then
-    return
-  fi
+  if have_version etcd "$ETCD_VERSION"; then return; fi
   local dir="$ROOT/bin/.build/etcd-v$ETCD_VERSION"
   mkdir -p "$dir"
   cat >"$dir/main.go" <<'GO'
@@ -131,12 +136,7 @@ GO
 # build_coredns builds CoreDNS with the plugins a cluster DNS needs and no
 # forwarding ones (the node has no route out), pinned like etcd.
 build_coredns() {
-  if [ -x "$OUT/coredns" ] && [ -f "$OUT/coredns.version" ] && [ "$(cat "$OUT/coredns.version")" = "$COREDNS_VERSION" ]; then
-    log "coredns v$COREDNS_VERSION cached"; to_shared coredns; return
-  fi
-  if [ -f "$SHARED/coredns.version" ] && [ "$(cat "$SHARED/coredns.version")" = "$COREDNS_VERSION" ] && from_shared coredns; then
-    return
-  fi
+  if have_version coredns "$COREDNS_VERSION"; then return; fi
   local dir="$ROOT/bin/.build/coredns-v$COREDNS_VERSION"
   mkdir -p "$dir"
   cat >"$dir/main.go" <<'GO'
