@@ -16,7 +16,6 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -51,10 +50,6 @@ type ResultsReconciler struct {
 	Interval time.Duration
 
 	lastWrite map[types.NamespacedName]time.Time
-	// written is the aggregator's version last written per session: a
-	// change that leaves the status as it was (a source's sequence) must
-	// still reach the ConfigMaps.
-	written map[types.NamespacedName]uint64
 }
 
 // Reconcile persists one session's results when they changed.
@@ -64,7 +59,6 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		if client.IgnoreNotFound(err) == nil {
 			r.Aggregator.Forget(req.NamespacedName)
 			delete(r.lastWrite, req.NamespacedName)
-			delete(r.written, req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -87,7 +81,9 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
-	st, version, _ := r.Aggregator.Snapshot(req.NamespacedName)
+	// dirty: a change not written yet, even one that leaves the status as
+	// it was (a source's sequence), which must still reach the ConfigMaps.
+	st, version, dirty := r.Aggregator.Snapshot(req.NamespacedName)
 	cat, err := r.Releases.Resolve(ctx, session.Spec.KubernetesRelease)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -101,7 +97,7 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	for _, cm := range cms {
 		summary.ResultsConfigMaps = append(summary.ResultsConfigMaps, cm.Name)
 	}
-	if version == r.written[req.NamespacedName] && sameResults(&session.Status, &summary) {
+	if !dirty && sameResults(&session.Status, &summary) {
 		r.Aggregator.Persisted(req.NamespacedName, version, nil)
 		return ctrl.Result{}, nil
 	}
@@ -111,10 +107,9 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	if r.lastWrite == nil {
-		r.lastWrite, r.written = map[types.NamespacedName]time.Time{}, map[types.NamespacedName]uint64{}
+		r.lastWrite = map[types.NamespacedName]time.Time{}
 	}
 	r.lastWrite[req.NamespacedName] = time.Now()
-	r.written[req.NamespacedName] = version
 	setOperationsHit(session, &summary)
 	if session.Status.Requests == 0 && summary.Requests > 0 && r.Recorder != nil {
 		r.Recorder.Eventf(session, nil, corev1.EventTypeNormal, ReasonFirstRequest, "Record",
@@ -216,17 +211,9 @@ func phaseOf(s *snoopv1alpha1.SnoopSession) string {
 
 // SetupWithManager watches sessions and the aggregator's changes.
 func (r *ResultsReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	changed := make(chan event.TypedGenericEvent[*snoopv1alpha1.SnoopSession], 64)
-	go func() {
-		for key := range r.Aggregator.Changed {
-			changed <- event.TypedGenericEvent[*snoopv1alpha1.SnoopSession]{Object: &snoopv1alpha1.SnoopSession{
-				ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
-			}}
-		}
-	}()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("results").
 		For(&snoopv1alpha1.SnoopSession{}).
-		WatchesRawSource(source.Channel(changed, &handler.TypedEnqueueRequestForObject[*snoopv1alpha1.SnoopSession]{})).
+		WatchesRawSource(source.Channel(r.Aggregator.Changed, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }

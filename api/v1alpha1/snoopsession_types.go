@@ -172,7 +172,7 @@ type SnoopSessionStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions are Ready, Recording and Degraded.
+	// conditions are Completed, Ready, Recording and Degraded.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

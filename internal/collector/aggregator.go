@@ -5,7 +5,11 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 
 	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/results"
@@ -20,9 +24,10 @@ var errNotRestored = errors.New("the session's results are not loaded yet")
 // which merges batches in, and the results controller, which restores them
 // at start and persists them.
 type Aggregator struct {
-	// Changed is told the session whose results changed or need loading;
+	// Changed is told the session whose results changed or need loading,
+	// as an event a controller's channel source takes;
 	// the results controller watches it. Sends never block.
-	Changed chan types.NamespacedName
+	Changed chan event.GenericEvent
 
 	mu       sync.Mutex
 	sessions map[types.NamespacedName]*sessionResults
@@ -45,7 +50,7 @@ type waiter struct {
 
 // NewAggregator returns an empty aggregator.
 func NewAggregator() *Aggregator {
-	return &Aggregator{Changed: make(chan types.NamespacedName, 1024), sessions: map[types.NamespacedName]*sessionResults{}, started: time.Now()}
+	return &Aggregator{Changed: make(chan event.GenericEvent, 1024), sessions: map[types.NamespacedName]*sessionResults{}, started: time.Now()}
 }
 
 // Accept merges a batch into a session's results (or, when ignore is set,
@@ -118,7 +123,8 @@ func (a *Aggregator) Restore(session types.NamespacedName, st *results.State) {
 func (a *Aggregator) Restored(session types.NamespacedName) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.session(session).restored
+	s, ok := a.sessions[session]
+	return ok && s.restored
 }
 
 // Snapshot is a copy of a session's results and their version.
@@ -142,7 +148,10 @@ func (a *Aggregator) Snapshot(session types.NamespacedName) (st results.State, v
 func (a *Aggregator) Persisted(session types.NamespacedName, version uint64, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := a.session(session)
+	s, ok := a.sessions[session]
+	if !ok {
+		return // forgotten meanwhile: its waiters were told
+	}
 	if err == nil && version > s.persisted {
 		s.persisted = version
 	}
@@ -186,7 +195,7 @@ func (a *Aggregator) session(key types.NamespacedName) *sessionResults {
 // told about and at every session event.
 func (a *Aggregator) notify(session types.NamespacedName) {
 	select {
-	case a.Changed <- session:
+	case a.Changed <- event.GenericEvent{Object: &snoopv1alpha1.SnoopSession{ObjectMeta: metav1.ObjectMeta{Namespace: session.Namespace, Name: session.Name}}}:
 	default:
 	}
 }

@@ -57,8 +57,10 @@ type Batch struct {
 	// Source names the sending sidecar uniquely: its pod UID. At most 128
 	// bytes of [A-Za-z0-9-].
 	Source string
-	// Seq is the batch's sequence number: 1 for a source's first batch, one
-	// more for each new batch, the same for a batch sent again.
+	// Seq is the batch's sequence number: strictly increasing per source
+	// (the shipper starts at the clock in microseconds, so a restarted
+	// sidecar goes on above its earlier run), the same for a batch sent
+	// again.
 	Seq uint64
 	// Release is the Kubernetes release whose operations the delta counts,
 	// like "1.37", or "cluster v1.37.2" for the live cluster's catalog: at

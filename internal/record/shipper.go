@@ -215,7 +215,10 @@ func (s *Shipper) send(ctx context.Context, d *coverage.Delta, seq uint64) error
 		token = strings.TrimSpace(string(raw))
 	}
 	req, err := intake.NewRequest(ctx, s.cfg.URL, intake.Batch{Source: s.cfg.Source, Seq: seq, Release: s.cfg.Release, Delta: d}, token)
-	if err != nil {
+	var invalid *intake.Error
+	if errors.As(err, &invalid) {
+		return &refusedError{err} // the collector would refuse it the same way
+	} else if err != nil {
 		return err
 	}
 	resp, err := s.cfg.Client.Do(req)

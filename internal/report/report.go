@@ -1,5 +1,5 @@
-// Package report renders coverage reports as a table for terminals, JSON,
-// Markdown and HTML.
+// Package report renders coverage reports as a table for terminals, JSON
+// and Markdown.
 package report
 
 import (

@@ -234,7 +234,8 @@ func Volumes(in Injection) []corev1.Volume {
 		}}})
 	}
 	if in.Release == snoopv1alpha1.ClusterRelease {
-		// Optional: a pod must never wait on the catalog.
+		// Optional: the webhook injects only once the catalog exists, but a
+		// catalog deleted later must not keep a recreated pod from starting.
 		volumes = append(volumes, corev1.Volume{Name: catalogVol, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: CatalogConfigMap}, Optional: ptr.To(true),
 		}}})

@@ -40,8 +40,7 @@ type Sidecar struct {
 
 // StartSidecar runs pod's injected sidecar from binary (snoop-proxy) on free
 // loopback ports, shipping every shipInterval, waits until it is ready, and
-// writes the kubeconfig. The pod's service account ("default" if the pod
-// names none that exists) is created when missing and bound to role (a
+// writes the kubeconfig. The pod's service account is created when missing and bound to role (a
 // ClusterRole such as "cluster-admin"; envtest has no aggregated roles) in the pod's namespace. Files go into dir,
 // the sidecar's output to out.
 func StartSidecar(ctx context.Context, admin client.Client, cfg *rest.Config, pod *corev1.Pod, binary, dir, role string, shipInterval time.Duration, out io.Writer) (*Sidecar, error) {
