@@ -20,8 +20,8 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: control-plane build ## Run the main job on a local control plane: CRD, manager, sample session, kubectl describe.
-	go run ./hack/demo
+demo: ## Run the main job: on a real node where the machine allows it (root, network namespaces), else on a local control plane; DEMO=node|envtest chooses, KEEP=1 keeps it running.
+	hack/demo/run.sh
 
 ##@ Development
 

@@ -16,6 +16,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 // demoLabels are the labels of the pods the restart tests' sessions select.
@@ -132,7 +133,7 @@ func withKind[T client.Object](obj T, kind string) T {
 
 var _ = Describe("spec.restartWorkloads", func() {
 	It("restarts each workload owning waiting pods once per generation, and leaves other pods alone", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		web := withKind(newDeployment(ns, "web", demoLabels), "Deployment")
 		webRS := newReplicaSet(ns, "web-5d8f", demoLabels, web)
 		newPod(ns, "web-5d8f-a", demoLabels, controlledBy(webRS, "ReplicaSet"))
@@ -205,7 +206,7 @@ var _ = Describe("spec.restartWorkloads", func() {
 	})
 
 	It("restarts nothing when false", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		web := withKind(newDeployment(ns, "web", demoLabels), "Deployment")
 		webRS := newReplicaSet(ns, "web-5d8f", demoLabels, web)
 		newPod(ns, "web-5d8f-a", demoLabels, controlledBy(webRS, "ReplicaSet"))
@@ -228,7 +229,7 @@ var _ = Describe("spec.restartWorkloads", func() {
 	})
 
 	It("restarts nothing while the session does not inject or the proxy's certificate is pending", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		web := withKind(newDeployment(ns, "web", demoLabels), "Deployment")
 		webRS := newReplicaSet(ns, "web-5d8f", demoLabels, web)
 		pod := newPod(ns, "web-5d8f-a", demoLabels, controlledBy(webRS, "ReplicaSet"))
@@ -258,7 +259,7 @@ var _ = Describe("spec.restartWorkloads", func() {
 	// already replaces it, whichever session asked for it.
 	DescribeTable("a workload restarted before",
 		func(restartedAgo, podAge time.Duration, restartedFor string, wantRestart bool) {
-			ns := newNamespace(nil)
+			ns := suite.Namespace(controlPlane, "snoop-test", nil)
 			now := time.Now().Truncate(time.Second)
 			d := &appsv1.Deployment{
 				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -291,7 +292,7 @@ var _ = Describe("spec.restartWorkloads", func() {
 	)
 
 	It("does not restart a workload recreated under its owner's name", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		d := newDeployment(ns, "web", demoLabels)
 		r := &SnoopSessionReconciler{Client: k8sClient}
 		restarted, err := r.restartWorkload(ctx, workload{kind: "Deployment", key: client.ObjectKeyFromObject(d), uid: "not-its-uid"}, time.Now(), "this/1")

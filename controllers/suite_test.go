@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -14,15 +13,12 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
-	apisnoopscheme "apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 // The operator's namespace and service account in the suite.
@@ -35,11 +31,13 @@ var (
 	caStore    *issuer.CAStore
 	proxyNames *issuer.ProxyNames
 
-	cfg       *rest.Config
-	k8sClient client.Client // uncached, for assertions
-	testEnv   *envtest.Environment
-	ctx       context.Context
-	cancel    context.CancelFunc
+	// controlPlane gives specs their namespaces and kubectl its admin
+	// kubeconfig.
+	controlPlane *testenv.ControlPlane
+	cfg          *rest.Config
+	k8sClient    client.Client // uncached, for assertions
+	ctx          context.Context
+	cancel       context.CancelFunc
 )
 
 func TestControllers(t *testing.T) {
@@ -48,21 +46,14 @@ func TestControllers(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	controlPlane = suite.Start()
+	cfg, k8sClient = controlPlane.Config, controlPlane.Client
 	ctx, cancel = context.WithCancel(context.Background())
+	// Stops the manager before the control plane stops (suite.Start
+	// stops it after every AfterSuite).
+	DeferCleanup(cancel)
 
-	var err error
-	testEnv, err = testenv.New()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err = testEnv.Start()
-	Expect(err).NotTo(HaveOccurred())
-
-	scheme := apisnoopscheme.New()
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-
+	scheme := k8sClient.Scheme()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	Expect(err).NotTo(HaveOccurred())
 	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
@@ -90,11 +81,4 @@ var _ = BeforeSuite(func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
-})
-
-var _ = AfterSuite(func() {
-	cancel()
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
-	}
 })

@@ -7,69 +7,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
-var (
-	envOnce       sync.Once
-	envKubeconfig string
-	envErr        error
-	env           *envtest.Environment
-)
+// sharedControlPlane is the package's one control plane, started by the
+// first test that asks for it and stopped by TestMain.
+var sharedControlPlane testenv.Shared
 
 // clientCertKubeconfig starts one control plane for the package and returns
 // a kubeconfig that authenticates with a client certificate.
 func clientCertKubeconfig(t *testing.T) string {
 	t.Helper()
-	envOnce.Do(func() {
-		env, envErr = testenv.New()
-		if envErr != nil {
-			return
-		}
-		if _, envErr = env.Start(); envErr != nil {
-			return
-		}
-		var user *envtest.AuthenticatedUser
-		user, envErr = env.AddUser(envtest.User{Name: "recorder", Groups: []string{"system:masters"}}, nil)
-		if envErr != nil {
-			return
-		}
-		var data []byte
-		if data, envErr = user.KubeConfig(); envErr != nil {
-			return
-		}
-		var dir string
-		if dir, envErr = os.MkdirTemp("", "kubectl-snoop-test"); envErr != nil {
-			return
-		}
-		envKubeconfig = filepath.Join(dir, "kubeconfig")
-		envErr = os.WriteFile(envKubeconfig, data, 0o600)
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	if data, _ := os.ReadFile(envKubeconfig); !bytes.Contains(data, []byte("client-certificate-data")) {
+	kubeconfig := sharedControlPlane.Get(t).Kubeconfig
+	if data, _ := os.ReadFile(kubeconfig); !bytes.Contains(data, []byte("client-certificate-data")) {
 		t.Fatal("the test kubeconfig does not use client-certificate auth")
 	}
-	return envKubeconfig
+	return kubeconfig
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		_ = env.Stop()
-	}
-	if envKubeconfig != "" {
-		os.RemoveAll(filepath.Dir(envKubeconfig))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sharedControlPlane.Main(m) }
 
 func runRecord(t *testing.T, args ...string) (stderr string, err error) {
 	t.Helper()

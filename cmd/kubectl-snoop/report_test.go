@@ -11,36 +11,30 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/results"
-	"apisnoop.dev/kube-apisnoop/internal/scheme"
+	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
-// reportFixture is a fresh namespace in the package's control plane with a
-// kubeconfig and an admin client for it.
+// reportFixture is a fresh namespace in the package's control plane, whose
+// admin kubeconfig and uncached client the report and the test use.
 type reportFixture struct {
-	kubeconfig, namespace string
-	client                client.Client
+	cp        *testenv.ControlPlane
+	namespace string
 }
 
 func newReportFixture(t *testing.T) *reportFixture {
 	t.Helper()
-	kubeconfig := clientCertKubeconfig(t)
-	c, err := client.New(env.Config, client.Options{Scheme: scheme.New()})
+	cp := sharedControlPlane.Get(t)
+	ns, err := cp.Namespace(context.Background(), "report", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "report-"}}
-	if err := c.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return &reportFixture{kubeconfig: kubeconfig, namespace: ns.Name, client: c}
+	return &reportFixture{cp: cp, namespace: ns}
 }
 
 // session creates a SnoopSession and, when st is not nil, its results
@@ -52,7 +46,7 @@ func (f *reportFixture) session(t *testing.T, name, release string, st *results.
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace},
 		Spec:       snoopv1alpha1.SnoopSessionSpec{KubernetesRelease: release},
 	}
-	if err := f.client.Create(ctx, session); err != nil {
+	if err := f.cp.Client.Create(ctx, session); err != nil {
 		t.Fatal(err)
 	}
 	if st == nil {
@@ -68,7 +62,7 @@ func (f *reportFixture) session(t *testing.T, name, release string, st *results.
 	}
 	var names []string
 	for _, cm := range cms {
-		if err := f.client.Create(ctx, cm); err != nil {
+		if err := f.cp.Client.Create(ctx, cm); err != nil {
 			t.Fatalf("create ConfigMap %s: %v", cm.Name, err)
 		}
 		names = append(names, cm.Name)
@@ -82,7 +76,7 @@ func (f *reportFixture) report(t *testing.T, args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)
-	root.SetArgs(append([]string{"report", "--kubeconfig", f.kubeconfig, "-n", f.namespace}, args...))
+	root.SetArgs(append([]string{"report", "--kubeconfig", f.cp.Kubeconfig, "-n", f.namespace}, args...))
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
 }

@@ -32,7 +32,6 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
@@ -43,7 +42,6 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/report"
-	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
@@ -65,35 +63,23 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
 	step("Starting a local control plane (kube-apiserver v%s and etcd from bin/)", testenv.KubeVersion)
-	env, err := testenv.New()
+	// The API server logs every request, for the coverage shown at the
+	// end; kubectl and kubectl-snoop use the control plane's admin
+	// kubeconfig, a client certificate of system:masters.
+	cp, err := testenv.Start(testenv.WithAuditLog())
 	if err != nil {
 		return err
 	}
+	defer func() { retErr = errors.Join(retErr, cp.Stop()) }()
+	cfg, c, kubeconfig := cp.Config, cp.Client, cp.Kubeconfig
+	// The sidecar's files and the invalid sample.
 	workDir, err := os.MkdirTemp("", "apisnoop-demo")
 	if err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
 	defer os.RemoveAll(workDir)
-	auditLog, err := testenv.EnableAuditLog(env, workDir)
-	if err != nil {
-		return err
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("start control plane: %w", err)
-	}
-	defer func() { retErr = errors.Join(retErr, env.Stop()) }()
-
-	kubeconfig, err := writeKubeconfig(env)
-	if err != nil {
-		return err
-	}
 
 	step("Running the manager against it (namespace %s)", operatorNamespace)
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		return fmt.Errorf("create client: %w", err)
-	}
 	// As config/ installs it: its namespace, service account, the generated
 	// RBAC and the webhook configuration, which calls the manager on
 	// loopback (a manager run outside the cluster); the operator fills its
@@ -234,7 +220,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	}
 
 	step("API coverage of everything above, from the API server's audit log (kubectl-snoop coverage)")
-	if err := printCoverage(auditLog); err != nil {
+	if err := printCoverage(cp.AuditLog); err != nil {
 		return err
 	}
 
@@ -356,28 +342,6 @@ spec:
 
 func step(format string, args ...any) {
 	fmt.Printf("\n==> "+format+"\n", args...)
-}
-
-// writeKubeconfig gives the machine's kubectl an admin identity on the local
-// control plane.
-func writeKubeconfig(env *envtest.Environment) (string, error) {
-	user, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("add demo user: %w", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("render kubeconfig: %w", err)
-	}
-	dir := filepath.Join(testenv.RepoRoot(), "bin", "demo")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", fmt.Errorf("write kubeconfig: %w", err)
-	}
-	return path, nil
 }
 
 // runShown runs a command with its output shown, adding env to the

@@ -22,6 +22,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 	"apisnoop.dev/kube-apisnoop/internal/webhook"
 )
 
@@ -32,10 +33,9 @@ var demoLabels = map[string]string{"app": "demo"}
 // none, so the test publishes the API server's CA itself).
 func targetNamespace(labels map[string]string) string {
 	GinkgoHelper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "target-", Labels: labels}}
-	Expect(admin.Create(ctx, ns)).To(Succeed())
-	Expect(testenv.PublishRootCA(ctx, admin, ns.Name, restCfg.CAData)).To(Succeed())
-	return ns.Name
+	ns := suite.Namespace(controlPlane, "target", labels)
+	Expect(testenv.PublishRootCA(ctx, admin, ns, restCfg.CAData)).To(Succeed())
+	return ns
 }
 
 // session creates a session and waits until the controller made it Ready.

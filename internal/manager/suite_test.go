@@ -3,7 +3,6 @@ package manager_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -12,24 +11,22 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"apisnoop.dev/kube-apisnoop/internal/manager"
-	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
 )
 
 const sidecarImage = "apisnoop:test"
 
 var (
-	ctx     context.Context
-	cancel  context.CancelFunc
-	testEnv *envtest.Environment
-	restCfg *rest.Config
-	admin   client.Client // uncached, as the test's own identity
+	ctx    context.Context
+	cancel context.CancelFunc
+	// controlPlane gives specs their namespaces.
+	controlPlane *testenv.ControlPlane
+	restCfg      *rest.Config
+	admin        client.Client // uncached, as the test's own identity
 	// operator is installed as config/ deploys it; the webhook
 	// configuration calls its manager on 127.0.0.1.
 	operator *testoperator.Operator
@@ -50,18 +47,11 @@ func TestManager(t *testing.T) {
 // with exactly the RBAC that config/rbac generates, behind the webhook
 // configuration config/default renders.
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	SetDefaultEventuallyTimeout(30 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	ctx, cancel = context.WithCancel(context.Background())
+	controlPlane = suite.Start()
+	restCfg, admin = controlPlane.Config, controlPlane.Client
 
 	var err error
-	testEnv, err = testenv.New()
-	Expect(err).NotTo(HaveOccurred())
-	restCfg, err = testEnv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	admin, err = client.New(restCfg, client.Options{Scheme: scheme.New()})
-	Expect(err).NotTo(HaveOccurred())
 	operator, err = testoperator.Install(ctx, restCfg, admin, sidecarImage)
 	Expect(err).NotTo(HaveOccurred())
 	namespace, operatorUser = operator.Namespace, operator.User()
@@ -80,10 +70,7 @@ var _ = AfterSuite(func() {
 	for _, f := range suiteCleanups {
 		f()
 	}
-	cancel()
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
-	}
+	cancel() // suite.Start stops the control plane after this
 })
 
 // startManager runs the operator's manager and returns a function that

@@ -3,72 +3,33 @@ package results_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/results"
-	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
-var (
-	envOnce   sync.Once
-	env       *envtest.Environment
-	envClient client.Client
-	envErr    error
-)
+var sharedControlPlane testenv.Shared
 
-// apiServer starts one control plane for the package, on first use, and
-// returns an uncached client of it.
-func apiServer(t *testing.T) client.Client {
-	t.Helper()
-	envOnce.Do(func() {
-		env, envErr = testenv.New()
-		if envErr != nil {
-			return
-		}
-		cfg, err := env.Start()
-		if err != nil {
-			envErr = err
-			return
-		}
-		envClient, envErr = client.New(cfg, client.Options{Scheme: scheme.New()})
-	})
-	if envErr != nil {
-		t.Fatal(envErr) // missing control-plane binaries fail, as in every suite
-	}
-	return envClient
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		_ = env.Stop()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { sharedControlPlane.Main(m) }
 
 // createSession makes a fresh namespace with a session in it.
-func createSession(t *testing.T, ctx context.Context, c client.Client, name string) *snoopv1alpha1.SnoopSession {
+func createSession(t *testing.T, ctx context.Context, cp *testenv.ControlPlane, name string) *snoopv1alpha1.SnoopSession {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "results-"}}
-	if err := c.Create(ctx, ns); err != nil {
+	ns, err := cp.Namespace(ctx, "results", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	session := &snoopv1alpha1.SnoopSession{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec:       snoopv1alpha1.SnoopSessionSpec{KubernetesRelease: "1.37"},
 	}
-	if err := c.Create(ctx, session); err != nil {
+	if err := cp.Client.Create(ctx, session); err != nil {
 		t.Fatal(err)
 	}
 	return session
@@ -77,10 +38,11 @@ func createSession(t *testing.T, ctx context.Context, c client.Client, name stri
 // TestLoadFromAPIServer stores a state of several MiB, sharded, in a real
 // API server, which must accept every ConfigMap, and reads it back.
 func TestLoadFromAPIServer(t *testing.T) {
-	c := apiServer(t)
+	cp := sharedControlPlane.Get(t)
+	c := cp.Client
 	ctx := context.Background()
 	cat := results.Load137(t)
-	session := createSession(t, ctx, c, "big")
+	session := createSession(t, ctx, cp, "big")
 	st := results.BigState(t, cat)
 	cms, err := results.ConfigMaps(session, st, cat)
 	if err != nil {
@@ -105,7 +67,7 @@ func TestLoadFromAPIServer(t *testing.T) {
 	}
 	// A ConfigMap of another session beside them, and one of a namesake
 	// that no longer exists (another UID), are not read.
-	otherSession := createSession(t, ctx, c, "other")
+	otherSession := createSession(t, ctx, cp, "other")
 	otherSession.Namespace = session.Namespace
 	otherSession.UID = "5c1a4f0e-0000-4000-8000-000000000001"
 	small, err := results.ConfigMaps(otherSession, results.SmallState(), cat)
@@ -142,7 +104,7 @@ func TestLoadFromAPIServer(t *testing.T) {
 	}
 
 	// A session with nothing yet.
-	none := createSession(t, ctx, c, "none")
+	none := createSession(t, ctx, cp, "none")
 	if st, names, err := results.Load(ctx, c, none); err != nil || names != nil || !reflect.DeepEqual(st, &results.State{}) {
 		t.Errorf("Load of a session without results = %+v, %v, %v; want an empty state, no names", st, names, err)
 	}

@@ -1,6 +1,9 @@
 // Package testenv starts the real control plane (kube-apiserver and etcd
 // built by hack/build-control-plane.sh) that the envtest suites and the demo
-// run against.
+// run against. Start returns a ControlPlane with what every suite uses (an
+// uncached client, an admin kubeconfig, fresh namespaces); a package of
+// plain tests shares one through Shared, a single test starts its own with
+// StartForTest, and a Ginkgo suite uses package suite.
 package testenv
 
 import (
@@ -9,10 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"testing"
-
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // KubeVersion is the version of the control plane built for tests; keep it
@@ -43,51 +42,9 @@ func BinaryDir() (string, error) {
 	return dir, nil
 }
 
-// New returns an envtest environment with the project's CRDs, using the
-// locally built control plane. Callers may adjust it before Start.
-func New() (*envtest.Environment, error) {
-	dir, err := BinaryDir()
-	if err != nil {
-		return nil, err
-	}
-	return &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: dir,
-	}, nil
-}
-
 // WidgetsCRD is the path of a small custom resource definition
 // (widgets.example.com, namespaced, v1) for tests of the live cluster's
 // catalog.
 func WidgetsCRD() string {
 	return filepath.Join(RepoRoot(), "internal", "testenv", "testdata", "widgets.yaml")
-}
-
-// StartEmpty starts a control plane without the project's CRDs (for tests
-// that apply rendered manifests, CRDs included, onto an API server that has
-// never seen them), stops it when the test ends, and returns an uncached
-// client. Missing binaries fail the test, as in every suite.
-func StartEmpty(t testing.TB) client.Client {
-	t.Helper()
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.CRDDirectoryPaths = nil
-	env.ErrorIfCRDPathMissing = false
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

@@ -13,6 +13,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 // newNamespace makes a namespace where the operator has written the trust
@@ -24,11 +25,11 @@ func newNamespace() string {
 	return ns
 }
 
+// bareNamespace makes a namespace without the trust objects, as it is
+// before the operator has seen a session select it.
 func bareNamespace() string {
 	GinkgoHelper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "inject-"}}
-	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
-	return ns.Name
+	return suite.Namespace(controlPlane, "inject", nil)
 }
 
 // trustObjects writes what the operator keeps in a target namespace (their
@@ -150,13 +151,12 @@ var _ = Describe("The pod webhook", Ordered, func() {
 
 	It("selects pods of other namespaces by namespace labels", func() {
 		home := newNamespace()
-		target := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "labelled-", Labels: map[string]string{"snoop": "on"}}}
-		Expect(k8sClient.Create(ctx, target)).To(Succeed())
-		trustObjects(target.Name)
+		target := suite.Namespace(controlPlane, "labelled", map[string]string{"snoop": "on"})
+		trustObjects(target)
 		readySession(home, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Targets = snoopv1alpha1.Targets{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"snoop": "on"}}}
 		})
-		pod := createPod(target.Name, "anything", nil)
+		pod := createPod(target, "anything", nil)
 		Expect(pod.Annotations).To(HaveKeyWithValue(AnnotationSession, home+"/session"))
 	})
 

@@ -13,22 +13,21 @@ import (
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 var (
-	ctx       context.Context
-	cancel    context.CancelFunc
-	testEnv   *envtest.Environment
-	k8sClient client.Client // uncached, for the test's own reads and writes
+	ctx    context.Context
+	cancel context.CancelFunc
+	// controlPlane gives specs their namespaces, and the webhook server
+	// its address and certificates.
+	controlPlane *testenv.ControlPlane
+	k8sClient    client.Client // uncached, for the test's own reads and writes
 	// cached is what the injector reads, as in the manager: a cache with
 	// the session index, started for the suite.
 	cached client.Reader
@@ -42,22 +41,14 @@ func TestWebhook(t *testing.T) {
 // The API server calls the generated MutatingWebhookConfiguration, which
 // envtest points at a webhook server of the test's own.
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	controlPlane = suite.Start(testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")))
+	k8sClient = controlPlane.Client
 	ctx, cancel = context.WithCancel(context.Background())
+	// Stops the cache before the control plane stops (suite.Start stops
+	// it after every AfterSuite).
+	DeferCleanup(cancel)
 
-	var err error
-	testEnv, err = testenv.New()
-	Expect(err).NotTo(HaveOccurred())
-	testEnv.WebhookInstallOptions = envtest.WebhookInstallOptions{
-		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")},
-	}
-	cfg, err := testEnv.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.New()})
-	Expect(err).NotTo(HaveOccurred())
-	c, err := cache.New(cfg, cache.Options{Scheme: k8sClient.Scheme()})
+	c, err := cache.New(controlPlane.Config, cache.Options{Scheme: k8sClient.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(targets.IndexSessions(ctx, c)).To(Succeed())
 	go func() {
@@ -68,18 +59,11 @@ var _ = BeforeSuite(func() {
 	cached = c
 })
 
-var _ = AfterSuite(func() {
-	cancel()
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
-	}
-})
-
 // startWebhookServer serves the injector where the configuration points and
 // returns a function that stops it.
 func startWebhookServer() (stop func()) {
 	GinkgoHelper()
-	o := testEnv.WebhookInstallOptions
+	o := controlPlane.Env.WebhookInstallOptions
 	server := webhook.NewServer(webhook.Options{Host: o.LocalServingHost, Port: o.LocalServingPort, CertDir: o.LocalServingCertDir})
 	server.Register(Path, &admission.Webhook{Handler: &PodInjector{
 		Client:  cached,

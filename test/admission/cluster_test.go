@@ -7,18 +7,14 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
-	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
 )
@@ -35,33 +31,25 @@ const (
 // with the generated RBAC, serving the pod webhook on loopback, and the
 // MutatingWebhookConfiguration config/default renders pointed there.
 type cluster struct {
-	env    *envtest.Environment
-	cfg    *rest.Config
-	client client.Client // uncached, as the benchmark's own identity
+	cp     *testenv.ControlPlane
+	client client.Client // cp's, uncached, as the benchmark's own identity
 	stop   func() error  // stops the manager, then the control plane
 }
 
 // startCluster starts the control plane and the manager, and returns once
 // the operator has put its CA into the webhook configuration.
 func startCluster(ctx context.Context) (_ *cluster, err error) {
-	env, err := testenv.New()
+	cp, err := testenv.Start()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := env.Start()
-	if err != nil {
-		return nil, fmt.Errorf("start control plane: %w", err)
-	}
-	c := &cluster{env: env, cfg: cfg, stop: env.Stop}
+	c := &cluster{cp: cp, client: cp.Client, stop: cp.Stop}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.stop())
 		}
 	}()
-	if c.client, err = client.New(cfg, client.Options{Scheme: scheme.New()}); err != nil {
-		return nil, fmt.Errorf("create client: %w", err)
-	}
-	operator, err := testoperator.Install(ctx, cfg, c.client, sidecarImage)
+	operator, err := testoperator.Install(ctx, cp.Config, c.client, sidecarImage)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +57,7 @@ func startCluster(ctx context.Context) (_ *cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	c.stop = func() error { return errors.Join(stopManager(), env.Stop()) }
+	c.stop = func() error { return errors.Join(stopManager(), cp.Stop()) }
 
 	// The API server calls the webhook once the operator has written its
 	// CA into the configuration's caBundle.
@@ -95,15 +83,15 @@ func startCluster(ctx context.Context) (_ *cluster, err error) {
 // kube-root-ca.crt the kube-controller-manager publishes (envtest runs
 // none), and in it a session selecting pods labelled selects, once Ready.
 func (c *cluster) targetNamespace(ctx context.Context, prefix string, labels, selects map[string]string) (string, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: labels}}
-	if err := c.client.Create(ctx, ns); err != nil {
-		return "", fmt.Errorf("create namespace: %w", err)
+	ns, err := c.cp.Namespace(ctx, prefix, labels)
+	if err != nil {
+		return "", err
 	}
-	if err := testenv.PublishRootCA(ctx, c.client, ns.Name, c.cfg.CAData); err != nil {
+	if err := testenv.PublishRootCA(ctx, c.client, ns, c.cp.Config.CAData); err != nil {
 		return "", err
 	}
 	s := &snoopv1alpha1.SnoopSession{
-		ObjectMeta: metav1.ObjectMeta{Name: "session", Namespace: ns.Name},
+		ObjectMeta: metav1.ObjectMeta{Name: "session", Namespace: ns},
 		Spec: snoopv1alpha1.SnoopSessionSpec{
 			KubernetesRelease: "1.37",
 			Targets:           snoopv1alpha1.Targets{PodSelector: &metav1.LabelSelector{MatchLabels: selects}},
@@ -112,14 +100,14 @@ func (c *cluster) targetNamespace(ctx context.Context, prefix string, labels, se
 	if err := c.client.Create(ctx, s); err != nil {
 		return "", fmt.Errorf("create session: %w", err)
 	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, setupTimeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, setupTimeout, true, func(ctx context.Context) (bool, error) {
 		if err := c.client.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
 			return false, err
 		}
 		return meta.IsStatusConditionTrue(s.Status.Conditions, snoopv1alpha1.ConditionReady), nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("wait for session %s/%s to be Ready: %w", ns.Name, s.Name, err)
+		return "", fmt.Errorf("wait for session %s/%s to be Ready: %w", ns, s.Name, err)
 	}
-	return ns.Name, nil
+	return ns, nil
 }

@@ -5,21 +5,17 @@
 package fidelity
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 var (
-	testEnv    *envtest.Environment
 	cfg        *rest.Config
 	auditLog   string
 	kubeconfig string
@@ -31,27 +27,6 @@ func TestFidelity(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
-	dir := GinkgoT().TempDir()
-	var err error
-	testEnv, err = testenv.New()
-	Expect(err).NotTo(HaveOccurred())
-	auditLog, err = testenv.EnableAuditLog(testEnv, dir)
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err = testEnv.Start()
-	Expect(err).NotTo(HaveOccurred())
-
-	user, err := testEnv.AddUser(envtest.User{Name: "fidelity-admin", Groups: []string{"system:masters"}}, nil)
-	Expect(err).NotTo(HaveOccurred())
-	data, err := user.KubeConfig()
-	Expect(err).NotTo(HaveOccurred())
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	Expect(os.WriteFile(kubeconfig, data, 0o600)).To(Succeed())
-})
-
-var _ = AfterSuite(func() {
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
-	}
+	cp := suite.Start(testenv.WithAuditLog())
+	cfg, auditLog, kubeconfig = cp.Config, cp.AuditLog, cp.Kubeconfig
 })

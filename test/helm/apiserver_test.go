@@ -37,7 +37,7 @@ func TestAPIServerAcceptsChart(t *testing.T) {
 
 	// Not the project's CRDs: the chart's are applied like the rest, onto
 	// an API server that has never seen them.
-	c := testenv.StartEmpty(t)
+	c := testenv.StartForTest(t, testenv.WithoutCRDs()).Client
 	ctx := t.Context()
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{

@@ -297,7 +297,7 @@ func TestAPIServerAcceptsConfig(t *testing.T) {
 
 	// Not the project's CRDs: the rendered one is applied like the rest,
 	// onto an API server that has never seen it.
-	c := testenv.StartEmpty(t)
+	c := testenv.StartForTest(t, testenv.WithoutCRDs()).Client
 	ctx := t.Context()
 
 	if in.namespace.GetName() != operatorNamespace {

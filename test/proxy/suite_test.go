@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
@@ -31,6 +30,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/proxy"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 // adminToken authenticates the test clients through the static token file,
@@ -39,10 +39,11 @@ import (
 const adminToken = "snoop-e2e-admin-token"
 
 var (
-	testEnv       *envtest.Environment
-	directConfig  *rest.Config // token auth, straight to the API server
-	proxiedConfig *rest.Config // token auth, through the proxy
-	directKube    string       // kubeconfig files for kubectl
+	controlPlane  *testenv.ControlPlane
+	testEnv       *envtest.Environment // controlPlane's, nil until the suite starts
+	directConfig  *rest.Config         // token auth, straight to the API server
+	proxiedConfig *rest.Config         // token auth, through the proxy
+	directKube    string               // kubeconfig files for kubectl
 	proxiedKube   string
 	recorder      *record.Recorder
 	events        *eventLog
@@ -56,8 +57,9 @@ func TestProxy(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	SetDefaultEventuallyTimeout(20 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	// Not suite.Start: the benchmarks, outside Ginkgo, start the same
+	// control plane.
+	suite.Configure()
 	Expect(setUp(GinkgoT().TempDir())).To(Succeed())
 })
 
@@ -80,15 +82,12 @@ func setUp(dir string) error {
 		return err
 	}
 	var err error
-	testEnv, err = testenv.New()
+	controlPlane, err = testenv.Start(testenv.WithAPIServerFlag("token-auth-file", tokens))
 	if err != nil {
 		return err
 	}
-	testEnv.ControlPlane.GetAPIServer().Configure().Set("token-auth-file", tokens)
-	cfg, err := testEnv.Start()
-	if err != nil {
-		return err
-	}
+	testEnv = controlPlane.Env
+	cfg := controlPlane.Config
 	directConfig = &rest.Config{Host: cfg.Host, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{CAData: cfg.CAData}}
 
 	// The proxy: upstream verified with the cluster CA, no credentials of
@@ -149,9 +148,9 @@ func tearDown() {
 		<-proxyDone
 		stopProxy = nil
 	}
-	if testEnv != nil {
-		_ = testEnv.Stop()
-		testEnv = nil
+	if controlPlane != nil {
+		_ = controlPlane.Stop()
+		controlPlane, testEnv = nil, nil
 	}
 }
 

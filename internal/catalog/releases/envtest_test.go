@@ -18,19 +18,7 @@ import (
 // a CRD installed after the first resolve shows up in the "cluster" catalog,
 // its list operation derived like a built-in one.
 func TestResolveClusterIncludesCustomResources(t *testing.T) {
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err) // missing control-plane binaries fail, as in every suite
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
-		}
-	})
+	cfg := testenv.StartForTest(t).Config
 	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
