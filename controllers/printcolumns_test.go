@@ -1,9 +1,7 @@
 package controllers
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,25 +10,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 var _ = Describe("kubectl get snoop", func() {
 	It("shows the session's summary in its printer columns", func() {
 		kubectl, err := testenv.Kubectl("kubectl")
 		Expect(err).NotTo(HaveOccurred())
-		user, err := testEnv.AddUser(envtest.User{Name: "printcolumns-admin", Groups: []string{"system:masters"}}, nil)
-		Expect(err).NotTo(HaveOccurred())
-		data, err := user.KubeConfig()
-		Expect(err).NotTo(HaveOccurred())
-		kubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-		Expect(os.WriteFile(kubeconfig, data, 0o600)).To(Succeed())
 
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Targets.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "demo"}}
 		})
@@ -57,7 +49,7 @@ var _ = Describe("kubectl get snoop", func() {
 		})), client.FieldOwner(snoopv1alpha1.FieldOwnerCollector))).To(Succeed())
 
 		get := func(args ...string) ([]string, []map[string]string) {
-			cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", ns, "get", "snoop"}, args...)...)
+			cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", controlPlane.Kubeconfig, "-n", ns, "get", "snoop"}, args...)...)
 			out, err := cmd.CombinedOutput()
 			Expect(err).NotTo(HaveOccurred(), "%s", out)
 			GinkgoWriter.Printf("kubectl get snoop %s\n%s", strings.Join(args, " "), out)
@@ -66,10 +58,11 @@ var _ = Describe("kubectl get snoop", func() {
 
 		By("the default columns")
 		columns, rows := get()
-		Expect(columns).To(Equal([]string{"NAME", "RELEASE", "PODS", "REQUESTS", "STABLE %", "READY", "AGE"}))
+		Expect(columns).To(Equal([]string{"NAME", "SOURCE", "RELEASE", "PODS", "REQUESTS", "STABLE %", "READY", "AGE"}))
 		Expect(rows).To(HaveLen(1))
 		Expect(rows[0]).To(MatchAllKeys(Keys{
 			"NAME":     Equal("session"),
+			"SOURCE":   Equal(string(snoopv1alpha1.SourcePods)), // the default
 			"RELEASE":  Equal("1.37"),
 			"PODS":     Equal("2"),
 			"REQUESTS": Equal("42"),
@@ -80,11 +73,12 @@ var _ = Describe("kubectl get snoop", func() {
 
 		By("the wide columns")
 		columns, rows = get("-o", "wide")
-		Expect(columns).To(Equal([]string{"NAME", "RELEASE", "PODS", "REQUESTS", "STABLE %", "READY", "COMPLETED", "AGE",
+		Expect(columns).To(Equal([]string{"NAME", "SOURCE", "RELEASE", "PODS", "REQUESTS", "STABLE %", "READY", "COMPLETED", "AGE",
 			"INJECTED", "ELIGIBLE %", "BETA %", "UNKNOWN", "FAILED", "RECORDING"}))
 		Expect(rows).To(HaveLen(1))
 		Expect(rows[0]).To(MatchAllKeys(Keys{
 			"NAME":       Equal("session"),
+			"SOURCE":     Equal(string(snoopv1alpha1.SourcePods)),
 			"RELEASE":    Equal("1.37"),
 			"PODS":       Equal("2"),
 			"REQUESTS":   Equal("42"),

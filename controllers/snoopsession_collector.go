@@ -20,6 +20,12 @@ type CollectorSeen interface {
 	LastBatch(session types.NamespacedName) time.Time
 }
 
+// AuditStreamSeen says when the audit sink last took a batch from the API
+// server, or started if it has taken none (the collector's AuditSink).
+type AuditStreamSeen interface {
+	LastEvent() time.Time
+}
+
 // DefaultCollectorGrace is how long a recording sidecar may go without a
 // batch reaching the collector before the session is Degraded: sidecars
 // ship every five seconds and back off to a minute while the collector is
@@ -32,14 +38,14 @@ const DefaultCollectorGrace = 3 * time.Minute
 // for longer than that. A sidecar that cannot reach the collector (network
 // policy, DNS, a certificate it does not trust) keeps its counts buffered;
 // the user learns it here instead of from a status that stays at zero.
-func (r *SnoopSessionReconciler) checkCollector(_ context.Context, s *sessionScope) (ctrl.Result, error) {
+func (r *SnoopSessionReconciler) checkCollector(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	if !targets.RecordsPods(s.session) {
+		return r.checkAuditStream(ctx, s)
+	}
 	if r.Collector == nil {
 		return ctrl.Result{}, nil
 	}
-	grace := r.CollectorGrace
-	if grace == 0 {
-		grace = DefaultCollectorGrace
-	}
+	grace := r.collectorGrace()
 	now := r.now()
 	running := 0
 	for i := range s.pods {
@@ -73,4 +79,33 @@ func sidecarRunningSince(pod *corev1.Pod) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+func (r *SnoopSessionReconciler) collectorGrace() time.Duration {
+	if r.CollectorGrace == 0 {
+		return DefaultCollectorGrace
+	}
+	return r.CollectorGrace
+}
+
+// checkAuditStream degrades an audit session that records while the API
+// server has sent the sink nothing for the grace period: the API server is
+// not wired to it (its --audit-webhook-config-file), cannot reach it, or its
+// audit policy logs nothing.
+func (r *SnoopSessionReconciler) checkAuditStream(_ context.Context, s *sessionScope) (ctrl.Result, error) {
+	if r.AuditStream == nil || !targets.Active(s.session, r.now()) {
+		return ctrl.Result{}, nil
+	}
+	grace := r.collectorGrace()
+	now := r.now()
+	since := s.session.CreationTimestamp.Time
+	if last := r.AuditStream.LastEvent(); last.After(since) {
+		since = last
+	}
+	if now.Sub(since) > grace {
+		s.degrade(snoopv1alpha1.ReasonNoAuditEvents, fmt.Sprintf(
+			"The API server has sent no audit events to the manager since %s; wire its audit webhook backend to the manager (kubectl snoop audit-kubeconfig prints the kubeconfig) and check its audit policy",
+			since.UTC().Format(time.RFC3339)))
+	}
+	return ctrl.Result{RequeueAfter: grace}, nil
 }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -62,6 +64,9 @@ type SnoopSessionReconciler struct {
 	// without results arriving; zero means DefaultCollectorGrace.
 	Collector      CollectorSeen
 	CollectorGrace time.Duration
+	// AuditStream says when audit events last arrived, for NoAuditEvents
+	// on sessions with spec.source: audit; nil skips the check.
+	AuditStream AuditStreamSeen
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 
@@ -215,6 +220,10 @@ func (r *SnoopSessionReconciler) resolveRelease(ctx context.Context, s *sessionS
 
 // selectPods lists the target pods and counts them.
 func (r *SnoopSessionReconciler) selectPods(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	if !targets.RecordsPods(s.session) {
+		s.session.Status.Pods = snoopv1alpha1.PodCounts{}
+		return ctrl.Result{}, nil
+	}
 	sel, err := targets.New(s.session)
 	if err != nil {
 		return ctrl.Result{}, stopWith(s.session, snoopv1alpha1.ReasonInvalidSelector, err.Error())
@@ -298,6 +307,8 @@ func (r *SnoopSessionReconciler) updateRecording(_ context.Context, s *sessionSc
 		setRecording(s.session, false, snoopv1alpha1.ReasonStopped, fmt.Sprintf("The session stopped at %s", formatTime(stopAt)))
 	case s.session.Spec.Suspend:
 		setRecording(s.session, false, snoopv1alpha1.ReasonSuspended, "The session is suspended")
+	case !targets.RecordsPods(s.session):
+		setRecording(s.session, true, snoopv1alpha1.ReasonAuditStream, "Taking "+describeAuditFilter(s.session.Spec.Audit)+" from the API server's audit webhook")
 	case pods.Matched == 0:
 		setRecording(s.session, false, snoopv1alpha1.ReasonNoTargets, "No running pod matches spec.targets")
 	case pods.Injected == 0:
@@ -407,4 +418,25 @@ func (r *SnoopSessionReconciler) sessionRequests(ctx context.Context, wanted fun
 		}
 	}
 	return requests
+}
+
+// describeAuditFilter says in words which audited requests a session takes.
+func describeAuditFilter(f *snoopv1alpha1.AuditFilter) string {
+	if f == nil {
+		return "every audited request"
+	}
+	var parts []string
+	if users := append(slices.Clone(f.Users), f.ServiceAccounts...); len(users) > 0 {
+		parts = append(parts, "by "+strings.Join(users, ", "))
+	}
+	if len(f.Namespaces) > 0 {
+		parts = append(parts, "in namespaces "+strings.Join(f.Namespaces, ", "))
+	}
+	if len(f.UserAgents) > 0 {
+		parts = append(parts, "from user agents "+strings.Join(f.UserAgents, "*, ")+"*")
+	}
+	if len(parts) == 0 {
+		return "every audited request"
+	}
+	return "the requests " + strings.Join(parts, " ")
 }

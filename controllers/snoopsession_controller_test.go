@@ -24,15 +24,8 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
-
-// newNamespace creates a fresh namespace for one test.
-func newNamespace(labels map[string]string) string {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "snoop-test-", Labels: labels}}
-	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
-	DeferCleanup(func() { _ = k8sClient.Delete(ctx, ns) })
-	return ns.Name
-}
 
 func newSession(namespace string, mutate func(*snoopv1alpha1.SnoopSession)) *snoopv1alpha1.SnoopSession {
 	s := &snoopv1alpha1.SnoopSession{
@@ -92,7 +85,7 @@ func condition(s *snoopv1alpha1.SnoopSession, conditionType string) string {
 
 var _ = Describe("SnoopSession controller", func() {
 	It("resolves a supported release and shows zero pods", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, nil)
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		release, err := catalog.Load("1.37")
@@ -120,7 +113,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("flags an unsupported release with UnsupportedRelease", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) { s.Spec.KubernetesRelease = "1.99" })
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 
@@ -155,7 +148,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("resolves the live cluster's release", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) { s.Spec.KubernetesRelease = snoopv1alpha1.ClusterRelease })
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -168,7 +161,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("follows target pods as they are created and deleted", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Targets.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "demo"}}
 		})
@@ -215,9 +208,9 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("selects pods in listed namespaces and in namespaces selected by label", func() {
-		home := newNamespace(nil)
-		teamA := newNamespace(map[string]string{"team": "a"})
-		teamB := newNamespace(map[string]string{"team": "b"})
+		home := suite.Namespace(controlPlane, "snoop-test", nil)
+		teamA := suite.Namespace(controlPlane, "snoop-test", map[string]string{"team": "a"})
+		teamB := suite.Namespace(controlPlane, "snoop-test", map[string]string{"team": "b"})
 		newPod(teamA, "p", nil)
 		newPod(teamB, "p", nil)
 		newPod(teamB, "q", nil)
@@ -246,7 +239,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("flags a selector the API server cannot check with InvalidSelector", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Targets.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "not a label value"}}
 		})
@@ -261,7 +254,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("stops recording while suspended, without completing", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) { s.Spec.Suspend = true })
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -274,7 +267,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("completes a session past its stop time, once", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.StopAt = &metav1.Time{Time: time.Now().Add(-time.Minute)}
 		})
@@ -302,7 +295,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("completes a session when its stop time comes", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.StopAt = &metav1.Time{Time: time.Now().Add(3 * time.Second)}
 		})
@@ -320,7 +313,7 @@ var _ = Describe("SnoopSession controller", func() {
 	})
 
 	It("deletes its results ConfigMaps and removes its finalizer when the session is deleted", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, nil)
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		Eventually(func(g Gomega) []string { return getSession(s)(g).Finalizers }).Should(ContainElement(Finalizer))
@@ -355,7 +348,7 @@ var _ = Describe("SnoopSession controller", func() {
 
 var _ = Describe("The SnoopSession status", func() {
 	It("is written by the controller for its own fields only, beside the collector's", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Targets.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "demo"}}
 		})
@@ -413,7 +406,7 @@ var _ = Describe("The SnoopSession status", func() {
 var _ = Describe("SnoopSession validation by the API server", func() {
 	DescribeTable("rejects an invalid session with a message naming the field",
 		func(mutate func(*snoopv1alpha1.SnoopSession), wantField, wantMessage string) {
-			ns := newNamespace(nil)
+			ns := suite.Namespace(controlPlane, "snoop-test", nil)
 			err := k8sClient.Create(ctx, newSession(ns, mutate))
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
 			Expect(err.Error()).To(And(ContainSubstring(wantField), ContainSubstring(wantMessage)))
@@ -443,14 +436,53 @@ var _ = Describe("SnoopSession validation by the API server", func() {
 		}, "spec.targets", "spec.targets.podSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"),
 		Entry("a body cap without bodies", func(s *snoopv1alpha1.SnoopSession) { s.Spec.Recording.MaxBodyBytes = ptr.To[int32](4096) },
 			"spec.recording", "spec.recording.maxBodyBytes needs spec.recording.requestBodies: true"),
+		Entry("an audit filter on a session of pods", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Audit = &snoopv1alpha1.AuditFilter{Users: []string{"alice"}}
+		}, "spec", "spec.audit filters the API server's audit stream: it needs spec.source: audit"),
+		Entry("targets on an audit session", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Source = snoopv1alpha1.SourceAudit
+			s.Spec.Targets.Namespaces = []string{"a"}
+		}, "spec", "a session with spec.source: audit records no pods: remove spec.targets, and filter requests with spec.audit"),
+		Entry("bodies on an audit session", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Source = snoopv1alpha1.SourceAudit
+			s.Spec.Recording.RequestBodies = true
+		}, "spec", "spec.recording.requestBodies applies to recorded pods"),
+		Entry("restartWorkloads on an audit session", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Source = snoopv1alpha1.SourceAudit
+			s.Spec.RestartWorkloads = true
+		}, "spec", "spec.restartWorkloads applies to recorded pods, not to spec.source: audit"),
+		Entry("an unknown source", func(s *snoopv1alpha1.SnoopSession) { s.Spec.Source = "proxy" },
+			"spec.source", `supported values: "pods", "audit"`),
+		Entry("a malformed service account", func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Source = snoopv1alpha1.SourceAudit
+			s.Spec.Audit = &snoopv1alpha1.AuditFilter{ServiceAccounts: []string{"just-a-name"}}
+		}, "spec.audit.serviceAccounts[0]", "should match"),
 		Entry("a body cap out of range", func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.Recording.RequestBodies = true
 			s.Spec.Recording.MaxBodyBytes = ptr.To[int32](64 << 20)
 		}, "spec.recording.maxBodyBytes", "should be less than or equal to 1048576"),
 	)
 
+	It("takes an audit session with a filter, and says it records the audit stream", func() {
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
+		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Targets = snoopv1alpha1.Targets{}
+			s.Spec.Source = snoopv1alpha1.SourceAudit
+			s.Spec.Audit = &snoopv1alpha1.AuditFilter{UserAgents: []string{"e2e.test/"}, ServiceAccounts: []string{"ci/runner"}}
+		})
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := getSession(s)(g)
+			c := meta.FindStatusCondition(got.Status.Conditions, snoopv1alpha1.ConditionRecording)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(snoopv1alpha1.ReasonAuditStream))
+			g.Expect(c.Message).To(Equal("Taking the requests by ci/runner from user agents e2e.test/* from the API server's audit webhook"))
+			g.Expect(got.Status.Pods).To(BeZero())
+		}).Should(Succeed())
+	})
+
 	It("defaults the interception mode to iptables", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		s := newSession(ns, nil)
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		Expect(s.Spec.Interception).To(Equal(snoopv1alpha1.InterceptionIPTables))
@@ -528,7 +560,7 @@ var _ = Describe("The Recording and Completed conditions", func() {
 
 var _ = Describe("The CertificatePending check", func() {
 	It("degrades a session that injects until the proxy's certificate exists", func() {
-		ns := newNamespace(nil)
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
 		pair := types.NamespacedName{Namespace: ns, Name: "apisnoop-proxy-tls"}
 		r := &SnoopSessionReconciler{Client: k8sClient, ProxyCertSecret: pair}
 		check := func(mutate func(*snoopv1alpha1.SnoopSession)) *snoopv1alpha1.SnoopSession {

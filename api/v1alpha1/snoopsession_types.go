@@ -26,10 +26,40 @@ const (
 	InterceptionEnv InterceptionMode = "env"
 )
 
+// SourceKind says where a session's requests come from.
+// +kubebuilder:validation:Enum=pods;audit
+type SourceKind string
+
+const (
+	// SourcePods records the target pods through an injected proxy.
+	SourcePods SourceKind = "pods"
+	// SourceAudit takes requests from the API server's audit webhook
+	// backend, cluster-wide, filtered by spec.audit; nothing is injected.
+	SourceAudit SourceKind = "audit"
+)
+
 // SnoopSessionSpec selects the pods to record and the release to measure
 // their API calls against.
 // +kubebuilder:validation:XValidation:rule="!(has(self.duration) && has(self.stopAt))",message="set either spec.duration or spec.stopAt, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.audit) || (has(self.source) && self.source == 'audit')",message="spec.audit filters the API server's audit stream: it needs spec.source: audit"
+// +kubebuilder:validation:XValidation:rule="!has(self.source) || self.source != 'audit' || !has(self.targets) || (!has(self.targets.podSelector) && !has(self.targets.namespaceSelector) && !has(self.targets.namespaces))",message="a session with spec.source: audit records no pods: remove spec.targets, and filter requests with spec.audit"
+// +kubebuilder:validation:XValidation:rule="!has(self.source) || self.source != 'audit' || !has(self.recording) || !has(self.recording.requestBodies) || !self.recording.requestBodies",message="spec.recording.requestBodies applies to recorded pods: for spec.source: audit, the API server's audit policy decides what is logged"
+// +kubebuilder:validation:XValidation:rule="!has(self.source) || self.source != 'audit' || !has(self.restartWorkloads) || !self.restartWorkloads",message="spec.restartWorkloads applies to recorded pods, not to spec.source: audit"
 type SnoopSessionSpec struct {
+	// source says where the session's requests come from: "pods" (the
+	// default) records the pods spec.targets selects, through an injected
+	// proxy; "audit" takes every request the API server sends to the
+	// manager's audit sink (its audit webhook backend), cluster-wide,
+	// filtered by spec.audit, and injects nothing.
+	// +optional
+	// +kubebuilder:default=pods
+	Source SourceKind `json:"source,omitempty"`
+
+	// audit filters the audit stream of a session with source "audit".
+	// When absent, every audited request counts.
+	// +optional
+	Audit *AuditFilter `json:"audit,omitempty"`
+
 	// targets selects the pods whose API traffic is recorded. When empty, every
 	// pod in the session's own namespace is a target.
 	// +optional
@@ -107,6 +137,47 @@ type Targets struct {
 	Namespaces []string `json:"namespaces,omitempty"`
 }
 
+// AuditFilter keeps the audited requests of some clients. A request counts
+// when it passes every list that is set: its user is one of users or
+// serviceAccounts (when either is set), its object's namespace is one of
+// namespaces, and its user agent starts with one of userAgents.
+type AuditFilter struct {
+	// users are user names, like "kubernetes-admin" or
+	// "system:serviceaccount:ns:name".
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	Users []string `json:"users,omitempty"`
+
+	// serviceAccounts are service accounts as "namespace/name".
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=317
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+
+	// namespaces keeps requests about objects in these namespaces
+	// (cluster-scoped and non-resource requests have none).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// userAgents keeps requests whose user agent starts with one of these,
+	// like "e2e.test/" (the e2e suite's requests, attributed per test).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	UserAgents []string `json:"userAgents,omitempty"`
+}
+
 // Recording says what is kept of each request.
 // +kubebuilder:validation:XValidation:rule="!has(self.maxBodyBytes) || self.requestBodies",message="spec.recording.maxBodyBytes needs spec.recording.requestBodies: true"
 type Recording struct {
@@ -153,6 +224,12 @@ const (
 	ReasonCollectorUnreachable  = "CollectorUnreachable"
 	ReasonCertificatePending    = "CertificatePending"
 	ReasonPodsWaitingForRestart = "PodsWaitingForRestart"
+	// ReasonAuditStream: a session with spec.source audit records the
+	// audit stream.
+	ReasonAuditStream = "AuditStream"
+	// ReasonNoAuditEvents: the API server sends the manager no audit
+	// events.
+	ReasonNoAuditEvents = "NoAuditEvents"
 )
 
 // Field owners of the status: server-side apply gives each field one writer.
@@ -294,6 +371,7 @@ type LevelCoverage struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=snoop;snoops,categories=apisnoop
+// +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.spec.source`
 // +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.spec.kubernetesRelease`
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.pods.matched`
 // +kubebuilder:printcolumn:name="Requests",type=integer,JSONPath=`.status.requests`

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 
@@ -35,32 +35,30 @@ func newClassifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "classify [--release 1.37] [FILE...]",
 		Short: "Print each audited request's request info and operation as JSON lines",
-		Long: `Reads audit log lines (files, or standard input) and prints, per request,
-the request info and operationId kubectl-snoop derives, beside the verb and
-objectRef the API server logged. This is how matching fidelity is checked.`,
+		Long: `Reads audit logs (files, or standard input) and prints one JSON line per
+request: the request info and operationId kubectl-snoop derives, beside the
+verb and objectRef the API server logged. This is how matching fidelity is
+checked. Requests come in the order they are counted, the order of the events
+they count at.
+
+` + auditLogHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cat, err := loadCatalog(release, openapiFile)
 			if err != nil {
 				return err
 			}
-			m := match.New(cat)
 			if len(args) == 0 {
 				args = []string{"-"}
 			}
 			out := bufio.NewWriter(cmd.OutOrStdout())
-			defer out.Flush()
-			enc := json.NewEncoder(out)
-			for _, name := range args {
-				f, err := openLog(name)
-				if err != nil {
-					return err
-				}
-				err = classify(f, m, enc, malformedWarner(name))
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
+			stats, err := classify(cmd.Context(), logSources(args), match.New(cat), out)
+			if ferr := out.Flush(); err == nil && ferr != nil {
+				err = fmt.Errorf("write classification: %w", ferr)
 			}
+			if err != nil {
+				return err
+			}
+			warnTotals(stats)
 			return nil
 		},
 	}
@@ -69,22 +67,29 @@ objectRef the API server logged. This is how matching fidelity is checked.`,
 	return cmd
 }
 
-func classify(r io.Reader, m *match.Matcher, enc *json.Encoder, onMalformed func(int64, error)) error {
-	reader := audit.NewReader(r)
-	reader.OnMalformed = onMalformed
-	for {
-		ev, err := reader.Next()
-		if errors.Is(err, io.EOF) {
-			warnMalformedTotal(reader.Stats())
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := enc.Encode(classifyEvent(m, ev)); err != nil {
-			return fmt.Errorf("write classification: %w", err)
-		}
+// classify writes one classification per request. Workers match and encode
+// in parallel; the lines come out in counting order.
+func classify(ctx context.Context, sources []audit.Source, m *match.Matcher, out io.Writer) (audit.Stats, error) {
+	var werr error
+	stats, err := audit.Read(ctx, sources, audit.Options{Progress: progressPrinter(), OnMalformed: malformedWarner()},
+		func() func(*audit.Event) []byte {
+			return func(ev *audit.Event) []byte {
+				line, err := json.Marshal(classifyEvent(m, ev))
+				if err != nil { // cannot happen: strings and numbers only
+					panic(err)
+				}
+				return append(line, '\n')
+			}
+		},
+		func(line []byte) {
+			if werr == nil {
+				_, werr = out.Write(line)
+			}
+		})
+	if err == nil && werr != nil {
+		err = fmt.Errorf("write classification: %w", werr)
 	}
+	return stats, err
 }
 
 // classifyEvent matches one audit event.

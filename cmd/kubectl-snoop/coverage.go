@@ -2,14 +2,15 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/report"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
 func newCoverageCommand() *cobra.Command {
@@ -19,14 +20,16 @@ func newCoverageCommand() *cobra.Command {
 		openapiFile     string
 		untested        bool
 		maxRows         int
+		filter          snoopv1alpha1.AuditFilter
 	)
 	cmd := &cobra.Command{
 		Use:   "coverage --audit-log FILE... [--release 1.37] [-o table|json|markdown]",
 		Short: "Measure API coverage from API server audit logs",
-		Long: `Reads API server audit logs (audit.k8s.io/v1 JSON lines, .gz too, "-" for
-standard input), matches every request against a Kubernetes release's API and
-prints coverage per level and the eligible operations no request hit.
-Malformed lines are counted and skipped.`,
+		Long: `Reads API server audit logs, matches every request against a Kubernetes
+release's API and prints coverage per level and the eligible operations no
+request hit.
+
+` + auditLogHelp,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(logs) == 0 {
 				return fmt.Errorf("--audit-log is required")
@@ -35,28 +38,17 @@ Malformed lines are counted and skipped.`,
 			if err != nil {
 				return err
 			}
-			m := match.New(cat)
 			delta := &coverage.Delta{}
-			var total audit.Stats
-			for _, name := range logs {
-				f, err := openLog(name)
-				if err != nil {
-					return err
-				}
-				progress := progressPrinter(name)
-				stats, err := audit.Analyze(f, m, delta, progress, malformedWarner(name))
-				f.Close()
-				if progress != nil {
-					progress(stats)
-					fmt.Fprintln(os.Stderr)
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				total.Lines += stats.Lines
-				total.Malformed += stats.Malformed
+			opts := audit.Options{Progress: progressPrinter(), OnMalformed: malformedWarner()}
+			if len(filter.Users)+len(filter.ServiceAccounts)+len(filter.Namespaces)+len(filter.UserAgents) > 0 {
+				// The same rule as a SnoopSession's spec.audit.
+				opts.Select = targets.NewAuditSelector(&snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{Audit: &filter}}).Matches
 			}
-			warnMalformedTotal(total)
+			stats, err := audit.AnalyzeSources(cmd.Context(), logSources(logs), match.New(cat), delta, opts)
+			if err != nil {
+				return err
+			}
+			warnTotals(stats)
 			return report.Write(cmd.OutOrStdout(), output, coverage.NewReport(cat, delta), report.Options{Untested: untested, MaxRows: maxRows})
 		},
 	}
@@ -66,5 +58,11 @@ Malformed lines are counted and skipped.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
 	cmd.Flags().BoolVar(&untested, "untested", true, "list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
+	// The filters of a SnoopSession's spec.audit, so that a session of the
+	// audit stream and the audit log can be compared.
+	cmd.Flags().StringArrayVar(&filter.Users, "user", nil, "count only requests by this user (repeatable; with --service-account: by any of them)")
+	cmd.Flags().StringArrayVar(&filter.ServiceAccounts, "service-account", nil, "count only requests by this service account, as NAMESPACE/NAME (repeatable)")
+	cmd.Flags().StringArrayVar(&filter.Namespaces, "object-namespace", nil, "count only requests about objects in this namespace (repeatable)")
+	cmd.Flags().StringArrayVar(&filter.UserAgents, "user-agent", nil, "count only requests whose user agent starts with this (repeatable), like e2e.test/")
 	return cmd
 }

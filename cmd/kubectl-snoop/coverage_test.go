@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 )
 
@@ -67,5 +73,88 @@ func TestClassify(t *testing.T) {
 	}
 	if watch.OperationID != "listCoreV1NamespacedPod" || !watch.Watch || watch.Info.Verb != "watch" {
 		t.Errorf("watch classified as %+v", watch)
+	}
+}
+
+const realLog = "../../internal/audit/testdata/envtest-audit.log.gz"
+
+// realLines are the lines of a real audit log (every stage logged).
+func realLines(t *testing.T) []string {
+	t.Helper()
+	f, err := os.Open(realLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// TestCoverageCountsEachRequestOnce: the real log backwards (every
+// ResponseComplete before its earlier stages), followed by the same log
+// again, gzipped, gives the coverage of the log alone.
+func TestCoverageCountsEachRequestOnce(t *testing.T) {
+	lines := realLines(t)
+	slices.Reverse(lines)
+	backwards := filepath.Join(t.TempDir(), "backwards.log")
+	if err := os.WriteFile(backwards, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := runCommand(t, "coverage", "--audit-log", realLog, "-o", "json")
+	got := runCommand(t, "coverage", "--audit-log", backwards, "--audit-log", realLog, "-o", "json")
+	if got != want {
+		t.Errorf("backwards and repeated, coverage differs:\n%s\nwant\n%s", got, want)
+	}
+	var r coverage.Report
+	if err := json.Unmarshal([]byte(got), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Summary.Requests != 584 {
+		t.Errorf("%d requests, want 584", r.Summary.Requests)
+	}
+	// Two requests with methods the API server does not know (FROB and
+	// OPTIONS on a pod), logged with an empty verb, are unknown requests.
+	var emptyVerb int64
+	for _, u := range r.Unknown {
+		if u.Shape == audit.UnknownMethod+" /api/v1/namespaces/{namespace}/pods/{name}" {
+			emptyVerb = u.Requests
+		}
+	}
+	if emptyVerb != 2 {
+		t.Errorf("unknown requests %+v; want 2 of the empty-verb shape", r.Unknown)
+	}
+}
+
+// TestClassifyOneLinePerRequest: classify prints a request once, not once
+// per event.
+func TestClassifyOneLinePerRequest(t *testing.T) {
+	out := runCommand(t, "classify", realLog, realLog)
+	ids := map[string]bool{}
+	var emptyVerb int
+	for line := range strings.Lines(out) {
+		var c classification
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatal(err)
+		}
+		if ids[c.AuditID] {
+			t.Errorf("request %s printed twice", c.AuditID)
+		}
+		ids[c.AuditID] = true
+		if c.AuditVerb == "" {
+			emptyVerb++
+			if c.Method != "" || c.OperationID != "" || c.Status != 405 {
+				t.Errorf("empty verb classified as %+v", c)
+			}
+		}
+	}
+	if len(ids) != 584 || emptyVerb != 2 {
+		t.Errorf("%d requests, %d with an empty verb; want 584 and 2", len(ids), emptyVerb)
 	}
 }

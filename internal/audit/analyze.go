@@ -1,10 +1,12 @@
 package audit
 
 import (
-	"errors"
+	"context"
 	"io"
 	"strings"
+	"sync"
 
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
@@ -14,11 +16,28 @@ func Match(m *match.Matcher, ev *Event) match.Result {
 	return m.MatchRequestURI(ev.Method(), ev.RequestURI)
 }
 
+// UnknownMethod stands for the method of a request whose audit event has
+// an empty verb (a resource request with a method the API server does not
+// know) in the shape of unknown requests.
+const UnknownMethod = "(unknown method)"
+
+// Hit is the coverage hit of one audit event.
+func Hit(m *match.Matcher, ev *Event) coverage.Hit {
+	method := ev.Method()
+	res := m.MatchRequestURI(method, ev.RequestURI)
+	if method == "" {
+		method = UnknownMethod
+	}
+	return coverage.NewHit(res, method, ev.Code(), Client(ev))
+}
+
 // Client is the client an audit event names: its user and user agent.
 // Service account users ("system:serviceaccount:ns:name") also fill the
 // namespace and service account.
-func Client(ev *Event) coverage.Client {
-	c := coverage.Client{User: ev.User.Username, UserAgent: ev.UserAgent}
+func Client(ev *Event) coverage.Client { return clientOf(ev.User.Username, ev.UserAgent) }
+
+func clientOf(user, userAgent string) coverage.Client {
+	c := coverage.Client{User: user, UserAgent: userAgent}
 	if rest, ok := strings.CutPrefix(c.User, "system:serviceaccount:"); ok {
 		if ns, sa, ok := strings.Cut(rest, ":"); ok {
 			c.Namespace, c.ServiceAccount = ns, sa
@@ -27,26 +46,119 @@ func Client(ev *Event) coverage.Client {
 	return c
 }
 
-// Analyze reads an audit log and aggregates its requests. progress, when
-// set, is called every progressEvery lines with the stats so far.
+// Analyze reads one audit log and adds its requests to d. progress, when
+// set, is called now and then with the stats so far.
 func Analyze(r io.Reader, m *match.Matcher, d *coverage.Delta, progress func(Stats), onMalformed func(line int64, err error)) (Stats, error) {
-	reader := NewReader(r)
-	reader.OnMalformed = onMalformed
-	var next int64 = progressEvery
-	for {
-		ev, err := reader.Next()
-		if errors.Is(err, io.EOF) {
-			return reader.Stats(), nil
-		}
-		if err != nil {
-			return reader.Stats(), err
-		}
-		d.Add(coverage.NewHit(Match(m, ev), ev.Method(), ev.Code(), Client(ev)))
-		if progress != nil && reader.stats.Lines >= next {
-			progress(reader.Stats())
-			next += progressEvery
-		}
+	var opts Options
+	if progress != nil {
+		opts.Progress = func(p Progress) { progress(p.Stats) }
 	}
+	if onMalformed != nil {
+		opts.OnMalformed = func(_ string, line int64, err error) { onMalformed(line, err) }
+	}
+	src := Source{Name: "audit log", Open: func() (io.ReadCloser, error) { return io.NopCloser(r), nil }}
+	return AnalyzeSources(context.Background(), []Source{src}, m, d, opts)
 }
 
-const progressEvery = 100_000
+// AnalyzeSources reads audit logs in parallel, as one log in the order
+// given (so that requests repeated across overlapping files count once),
+// and adds their requests to d. d ends up exactly as if every counted
+// event had been added to it in input order. On an error d is unchanged.
+func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *coverage.Delta, opts Options) (Stats, error) {
+	var (
+		mu     sync.Mutex
+		tables []*hitTable
+		counts [][]int64
+		order  []hitRef // each hit in the order it was first counted
+	)
+	newWorker := func() func(*Event) hitRef {
+		t := &hitTable{index: make(map[hitKey]int32)}
+		mu.Lock()
+		w := int32(len(tables))
+		tables = append(tables, t)
+		counts = append(counts, nil)
+		mu.Unlock()
+		return func(ev *Event) hitRef {
+			if opts.Select != nil && !opts.Select(ev.User.Username, objectNamespace(ev), ev.UserAgent) {
+				return hitRef{w, -1}
+			}
+			return hitRef{w, t.intern(m, ev)}
+		}
+	}
+	count := func(r hitRef) {
+		if r.hit < 0 {
+			return // not selected
+		}
+		c := counts[r.worker]
+		if int(r.hit) >= len(c) {
+			c = append(c, make([]int64, int(r.hit)+1-len(c))...)
+			counts[r.worker] = c
+		}
+		if c[r.hit] == 0 {
+			order = append(order, r)
+		}
+		c[r.hit]++
+	}
+	stats, err := Read(ctx, sources, opts, newWorker, count)
+	if err != nil {
+		return stats, err
+	}
+	for _, r := range order {
+		d.AddN(tables[r.worker].hits[r.hit], counts[r.worker][r.hit])
+	}
+	return stats, nil
+}
+
+// objectNamespace is the namespace of the event's object, if it has one.
+func objectNamespace(ev *Event) string {
+	if ev.ObjectRef == nil {
+		return ""
+	}
+	return ev.ObjectRef.Namespace
+}
+
+// hitRef names a hit in a worker's table; a negative hit is a request
+// Options.Select left out.
+type hitRef struct{ worker, hit int32 }
+
+// hitTable holds the distinct hits one worker met. Its keys are what a hit
+// is made of, so that looking an event up allocates nothing (but the shape
+// of an unknown request).
+type hitTable struct {
+	index map[hitKey]int32
+	hits  []coverage.Hit
+}
+
+type hitKey struct {
+	op              *catalog.Operation
+	unknown, verb   string
+	status          int
+	user, userAgent string
+}
+
+func (t *hitTable) intern(m *match.Matcher, ev *Event) int32 {
+	method := ev.Method()
+	res := m.MatchRequestURI(method, ev.RequestURI)
+	k := hitKey{op: res.Operation, verb: res.Info.Verb, status: ev.Code(), user: ev.User.Username, userAgent: ev.UserAgent}
+	if res.Operation == nil {
+		if method == "" {
+			method = UnknownMethod
+		}
+		k.unknown = coverage.UnknownShape(method, res.Info)
+	}
+	if i, ok := t.index[k]; ok {
+		return i
+	}
+	// The event's strings share its line's memory: keep copies.
+	k.verb, k.user, k.userAgent = strings.Clone(k.verb), strings.Clone(k.user), strings.Clone(k.userAgent)
+	h := coverage.Hit{Verb: k.verb, Status: k.status, Client: clientOf(k.user, k.userAgent), Test: coverage.TestFromUserAgent(k.userAgent)}
+	if k.op != nil {
+		h.OperationID = k.op.ID
+	} else {
+		h.Unknown = k.unknown
+	}
+	i := int32(len(t.hits))
+	t.hits = append(t.hits, h)
+	t.index[k] = i
+	return i
+}

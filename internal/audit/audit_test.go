@@ -37,14 +37,26 @@ func TestReaderCountsEachRequestOnce(t *testing.T) {
 	if len(events) != 3 {
 		t.Fatalf("got %d events, want 3 (list, watch once, panic)", len(events))
 	}
-	if events[1].Stage != StageResponseStarted || stats.Duplicates != 1 || stats.Incomplete != 1 {
-		t.Errorf("watch counted at %s, duplicates %d, incomplete %d", events[1].Stage, stats.Duplicates, stats.Incomplete)
+	if events[1].Stage != StageResponseComplete || stats.Requests != 3 || stats.Duplicates != 0 || stats.Incomplete != 0 || stats.Events != 5 {
+		t.Errorf("watch counted at %s; stats %+v", events[1].Stage, stats)
 	}
 	if events[2].Code() != 500 {
 		t.Errorf("panic code %d, want 500", events[2].Code())
 	}
 	if c := Client(&events[1]); c.Namespace != "shop" || c.ServiceAccount != "robot" {
 		t.Errorf("service account client = %+v", c)
+	}
+}
+
+func TestReaderCountsOpenRequestsAtTheEnd(t *testing.T) {
+	// The watch is still open when the log ends; the list was only received.
+	input := strings.Join([]string{watchStarted, received, watchStarted}, "\n")
+	events, stats := readAll(t, input)
+	if len(events) != 1 || events[0].Stage != StageResponseStarted {
+		t.Fatalf("got %+v, want the watch at ResponseStarted", events)
+	}
+	if stats.Requests != 1 || stats.Open != 1 || stats.Incomplete != 1 || stats.Duplicates != 1 {
+		t.Errorf("stats %+v", stats)
 	}
 }
 
@@ -85,6 +97,7 @@ func TestMethodFromVerb(t *testing.T) {
 	for verb, want := range map[string]string{
 		"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "update": "PUT", "patch": "PATCH",
 		"delete": "DELETE", "deletecollection": "DELETE", "post": "POST", "put": "PUT", "head": "HEAD", "options": "OPTIONS",
+		"trace": "TRACE", "frobnicate": "FROBNICATE", "": "",
 	} {
 		ev := Event{Verb: verb}
 		if got := ev.Method(); got != want {

@@ -2,9 +2,9 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +14,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"apisnoop.dev/kube-apisnoop/internal/audit/auditgen"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -25,21 +26,6 @@ func benchEvents() int {
 		return n
 	}
 	return 1_000_000
-}
-
-var requestMix = []struct{ verb, uri, resource, sub string }{
-	{"list", "/api/v1/namespaces/ns-%d/pods?limit=500", "pods", ""},
-	{"get", "/api/v1/namespaces/ns-%d/pods/web-%d", "pods", ""},
-	{"watch", "/api/v1/namespaces/ns-%d/configmaps?allowWatchBookmarks=true&resourceVersion=%d&watch=true", "configmaps", ""},
-	{"create", "/apis/apps/v1/namespaces/ns-%d/deployments?fieldManager=kubectl-client-side-apply", "deployments", ""},
-	{"patch", "/apis/apps/v1/namespaces/ns-%d/deployments/web-%d?fieldManager=kubectl", "deployments", ""},
-	{"update", "/apis/apps/v1/namespaces/ns-%d/deployments/web-%d/status", "deployments", "status"},
-	{"delete", "/api/v1/namespaces/ns-%d/configmaps/cm-%d", "configmaps", ""},
-	{"get", "/apis/coordination.k8s.io/v1/namespaces/ns-%d/leases/lease-%d", "leases", ""},
-	{"update", "/apis/coordination.k8s.io/v1/namespaces/ns-%d/leases/lease-%d", "leases", ""},
-	{"get", "/apis/apps/v1", "", ""},
-	{"get", "/version", "", ""},
-	{"get", "/apis/example.com/v1/namespaces/ns-%d/widgets/w-%d", "widgets", ""},
 }
 
 var (
@@ -69,47 +55,18 @@ func generatedLog(b *testing.B) (string, int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		w := bufio.NewWriterSize(f, 1<<20)
-		for i := 0; i < benchEvents(); i++ {
-			r := requestMix[i%len(requestMix)]
-			uri := r.uri
-			switch n := countVerbs(uri); n {
-			case 1:
-				uri = fmt.Sprintf(uri, i%50)
-			case 2:
-				uri = fmt.Sprintf(uri, i%50, i)
-			}
-			objectRef := ""
-			if r.resource != "" {
-				objectRef = fmt.Sprintf(`"objectRef":{"resource":%q,"namespace":"ns-%d","name":"obj-%d","apiGroup":"apps","apiVersion":"v1","subresource":%q},`, r.resource, i%50, i, r.sub)
-			}
-			stage := "ResponseComplete"
-			if r.verb == "watch" {
-				stage = "ResponseStarted"
-			}
-			fmt.Fprintf(w, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"%08x-7d4c-4e5f-9a1b-%012x","stage":%q,"requestURI":%q,"verb":%q,"user":{"username":"system:serviceaccount:ns-%d:robot","uid":"5c3e2a1b-0f9d-4c8b-a7e6-d5c4b3a29180","groups":["system:serviceaccounts","system:serviceaccounts:ns-%d","system:authenticated"],"extra":{"authentication.kubernetes.io/pod-name":["web-%d"]}},"sourceIPs":["10.244.0.%d"],"userAgent":"manager/v0.0.0 (linux/amd64) kubernetes/$Format",%s"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-23T09:00:00.000000Z","stageTimestamp":"2026-11-23T09:00:00.001234Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by ClusterRoleBinding \"manager\" of ClusterRole \"manager\" to ServiceAccount \"robot/ns-%d\""}}`+"\n",
-				i, i, stage, uri, r.verb, i%50, i%50, i%7, i%250, objectRef, i%50)
-		}
-		if err := w.Flush(); err != nil {
+		if err := auditgen.Write(f, benchEvents()); err != nil {
 			b.Fatal(err)
 		}
-		f.Close()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 		benchLines = benchEvents()
 	})
 	if benchLog == "" {
 		b.Fatal("no generated log")
 	}
 	return benchLog, benchLines
-}
-
-func countVerbs(format string) int {
-	n := 0
-	for i := 0; i+1 < len(format); i++ {
-		if format[i] == '%' && format[i+1] == 'd' {
-			n++
-		}
-	}
-	return n
 }
 
 func reportThroughput(b *testing.B, lines int, size int64) {
@@ -119,7 +76,7 @@ func reportThroughput(b *testing.B, lines int, size int64) {
 }
 
 // BenchmarkAnalyze is kubectl-snoop coverage's work: read, deduplicate,
-// match and aggregate every event of the generated log.
+// match and aggregate every event of the generated log, on all cores.
 func BenchmarkAnalyze(b *testing.B) {
 	path, lines := generatedLog(b)
 	info, _ := os.Stat(path)
@@ -140,11 +97,40 @@ func BenchmarkAnalyze(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if stats.Events != int64(lines) {
-			b.Fatalf("analyzed %d events, want %d", stats.Events, lines)
+		if stats.Requests != int64(lines) || d.Requests != int64(lines) {
+			b.Fatalf("counted %d requests, delta %d, want %d", stats.Requests, d.Requests, lines)
 		}
 	}
 	reportThroughput(b, lines, info.Size())
+}
+
+// BenchmarkDecode is the decoder alone, on one core.
+func BenchmarkDecode(b *testing.B) {
+	path, lines := generatedLog(b)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		var (
+			d  decoder
+			ev Event
+			n  int
+		)
+		for rest := data; len(rest) > 0; {
+			nl := bytes.IndexByte(rest, '\n')
+			if err := d.decode(rest[:nl], &ev); err != nil {
+				b.Fatal(err)
+			}
+			rest = rest[nl+1:]
+			n++
+		}
+		if n != lines || d.slow != 0 {
+			b.Fatalf("decoded %d lines (%d by encoding/json), want %d", n, d.slow, lines)
+		}
+	}
+	reportThroughput(b, lines, int64(len(data)))
 }
 
 // BenchmarkPlainDecode is the baseline: decode every line of the same log

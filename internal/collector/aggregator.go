@@ -11,6 +11,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 )
@@ -61,11 +62,9 @@ func NewAggregator() *Aggregator {
 func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore bool) (duplicate bool, persisted <-chan error, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := a.session(session)
-	s.lastBatch = time.Now()
-	if !s.restored {
-		a.notify(session)
-		return false, nil, errNotRestored
+	s, err := a.arrived(session)
+	if err != nil {
+		return false, nil, err
 	}
 	if b.Seq <= s.state.Sources[b.Source] {
 		duplicate = true // merged before; answer once that is persisted
@@ -81,6 +80,41 @@ func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore
 		s.state.Sources[b.Source] = b.Seq
 		s.version++
 	}
+	return duplicate, a.untilPersisted(session, s), nil
+}
+
+// MergeAudit merges requests of the audit stream into a session's results.
+// The audit sink counts each request once before it comes here, so there is
+// no sequence to check. The returned channel is Accept's.
+func (a *Aggregator) MergeAudit(session types.NamespacedName, d *coverage.Delta) (persisted <-chan error, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, err := a.arrived(session)
+	if err != nil {
+		return nil, err
+	}
+	if d.Requests > 0 {
+		s.state.Delta.Merge(d)
+		s.version++
+	}
+	return a.untilPersisted(session, s), nil
+}
+
+// arrived notes that results for a session arrived, and returns its
+// results, or errNotRestored (and asks for them to be loaded). a.mu is held.
+func (a *Aggregator) arrived(session types.NamespacedName) (*sessionResults, error) {
+	s := a.session(session)
+	s.lastBatch = time.Now()
+	if !s.restored {
+		a.notify(session)
+		return nil, errNotRestored
+	}
+	return s, nil
+}
+
+// untilPersisted returns a channel that yields once the session's current
+// version is persisted, or why it was not.
+func (a *Aggregator) untilPersisted(session types.NamespacedName, s *sessionResults) <-chan error {
 	done := make(chan error, 1)
 	if s.persisted >= s.version {
 		done <- nil
@@ -88,7 +122,7 @@ func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore
 		s.waiters = append(s.waiters, waiter{version: s.version, done: done})
 		a.notify(session)
 	}
-	return duplicate, done, nil
+	return done
 }
 
 // LastBatch is when a batch for the session last arrived, from any of its

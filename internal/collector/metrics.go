@@ -15,6 +15,8 @@ const (
 	ResultMalformed       = "malformed"
 	ResultReleaseMismatch = "release_mismatch"
 	ResultUnavailable     = "unavailable"
+	// ResultThrottled is an audit batch answered 429: too many at once.
+	ResultThrottled = "throttled"
 )
 
 // The manager's metrics about recording, served with controller-runtime's
@@ -28,7 +30,19 @@ var (
 	// RequestsTotal counts the requests in accepted batches.
 	RequestsTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "apisnoop_recorded_requests_total",
-		Help: "API requests recorded by sidecars and merged into a session's results.",
+		Help: "API requests recorded by sidecars or taken from the audit stream, merged into sessions' results.",
+	})
+	// AuditBatchesTotal counts the API server's audit webhook batches by
+	// what became of them.
+	AuditBatchesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apisnoop_audit_batches_total",
+		Help: "Audit event batches received from the API server's webhook backend, by result.",
+	}, []string{"result"})
+	// AuditEventsTotal counts the audit events in accepted batches, every
+	// stage and duplicate included.
+	AuditEventsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "apisnoop_audit_events_total",
+		Help: "Audit events in accepted batches, every stage and duplicate included.",
 	})
 	// Sessions counts sessions by phase (recording, suspended, completed,
 	// waiting).
@@ -44,5 +58,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(BatchesTotal, RequestsTotal, Sessions, OperationsHit)
+	ctrlmetrics.Registry.MustRegister(BatchesTotal, RequestsTotal, AuditBatchesTotal, AuditEventsTotal, Sessions, OperationsHit)
 }

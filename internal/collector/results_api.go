@@ -2,23 +2,16 @@ package collector
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,20 +26,10 @@ import (
 // ResultsPathPrefix + "{namespace}/{name}/results".
 const ResultsPathPrefix = "/sessions/"
 
-// DefaultAccessTTL is how long ResultsAPI keeps a verdict on a token and a
-// session: a RoleBinding removed (or added) takes effect within it.
-const DefaultAccessTTL = 30 * time.Second
-
-// maxAccessVerdicts bounds ResultsAPI's verdict cache; beyond it, expired
-// verdicts are dropped, and if none has expired the cache starts over.
-const maxAccessVerdicts = 4096
-
 // Releases resolves a session's spec.kubernetesRelease to its catalog.
 type Releases interface {
 	Resolve(ctx context.Context, release string) (*catalog.Catalog, error)
 }
-
-// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // ResultsAPI serves a session's live coverage, as the collector holds it in
 // memory (newer than the ConfigMaps, which are written on an interval):
@@ -58,11 +41,9 @@ type Releases interface {
 // eligible operations nobody hit unless untested=false; table lists them
 // only with untested.
 //
-// It admits whoever may get the SnoopSession, as kube-rbac-proxy does: the
-// caller's bearer token is reviewed by the API server (TokenReview, for the
-// API server's own audiences), and the user it names must be allowed to get
-// that session (SubjectAccessReview). Without a token, or with one the API
-// server does not accept, the answer is 401; without the right, 403 — also
+// It admits whoever may get the SnoopSession (Access). Without a token, or
+// with one the API server does not accept, the answer is 401; without the
+// right, 403 — also
 // for a session that does not exist, so that existence is told only to
 // those who may read it (404). A session whose results are not loaded (it
 // is not Ready, or this replica is not the leader, which alone collects)
@@ -72,28 +53,8 @@ type ResultsAPI struct {
 	Client     client.Reader
 	Aggregator *Aggregator
 	Releases   Releases
-	// TokenReviews and Access are the API server's TokenReview and
-	// SubjectAccessReview endpoints.
-	TokenReviews authenticationv1client.TokenReviewInterface
-	Access       authorizationv1client.SubjectAccessReviewInterface
-	// AccessTTL is how long a verdict (401, 403 or allowed) on a token and
-	// a session is kept; zero means DefaultAccessTTL.
-	AccessTTL time.Duration
-
-	mu       sync.Mutex
-	verdicts map[accessKey]accessVerdict
-}
-
-// accessKey is a token, by its hash, asking for a session.
-type accessKey struct {
-	token   [sha256.Size]byte
-	session types.NamespacedName
-}
-
-type accessVerdict struct {
-	status  int // http.StatusOK, StatusUnauthorized or StatusForbidden
-	message string
-	expires time.Time
+	// Access admits callers.
+	Access *Access
 }
 
 func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -108,7 +69,11 @@ func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := ctrl.LoggerFrom(r.Context()).WithValues("snoopSession", klog.KRef(session.Namespace, session.Name))
-	status, msg := a.admit(r, session)
+	status, msg := a.Access.Admit(r, Action{
+		Group: snoopv1alpha1.GroupVersion.Group, Resource: "snoopsessions", Verb: "get",
+		Namespace: session.Namespace, Name: session.Name,
+		Describe: "get snoopsession " + session.String(),
+	})
 	if status != http.StatusOK {
 		switch status {
 		case http.StatusUnauthorized:
@@ -227,85 +192,4 @@ func (a *ResultsAPI) report(ctx context.Context, key types.NamespacedName) (*cov
 	}
 	st, _, _ := a.Aggregator.Snapshot(key)
 	return coverage.NewReport(cat, &st.Delta), http.StatusOK, nil
-}
-
-// admit decides whether the request's bearer token may read session:
-// http.StatusOK, or the status to answer and why.
-func (a *ResultsAPI) admit(r *http.Request, session types.NamespacedName) (int, string) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	token = strings.TrimSpace(token)
-	if !ok || token == "" {
-		return http.StatusUnauthorized, "a bearer token is required"
-	}
-	key := accessKey{token: sha256.Sum256([]byte(token)), session: session}
-	now := time.Now()
-	a.mu.Lock()
-	v, ok := a.verdicts[key]
-	a.mu.Unlock()
-	if ok && now.Before(v.expires) {
-		return v.status, v.message
-	}
-
-	status, msg, err := a.review(r.Context(), token, session)
-	if err != nil {
-		return http.StatusServiceUnavailable, err.Error() // the API server's trouble: not kept
-	}
-	ttl := a.AccessTTL
-	if ttl == 0 {
-		ttl = DefaultAccessTTL
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.verdicts == nil {
-		a.verdicts = map[accessKey]accessVerdict{}
-	}
-	if len(a.verdicts) >= maxAccessVerdicts {
-		for k, v := range a.verdicts {
-			if !now.Before(v.expires) {
-				delete(a.verdicts, k)
-			}
-		}
-		if len(a.verdicts) >= maxAccessVerdicts {
-			clear(a.verdicts)
-		}
-	}
-	a.verdicts[key] = accessVerdict{status: status, message: msg, expires: now.Add(ttl)}
-	return status, msg
-}
-
-// review asks the API server who the token is and whether they may get the
-// session.
-func (a *ResultsAPI) review(ctx context.Context, token string, session types.NamespacedName) (int, string, error) {
-	tr, err := a.TokenReviews.Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token}, // no audiences: the API server's own
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return 0, "", fmt.Errorf("review token: %w", err)
-	}
-	if !tr.Status.Authenticated {
-		return http.StatusUnauthorized, "the token is not accepted: " + orDefault(tr.Status.Error, "not authenticated"), nil
-	}
-	user := tr.Status.User
-	extra := make(map[string]authorizationv1.ExtraValue, len(user.Extra))
-	for k, v := range user.Extra {
-		extra[k] = authorizationv1.ExtraValue(v)
-	}
-	sar, err := a.Access.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: user.Username, Groups: user.Groups, UID: user.UID, Extra: extra,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Group: snoopv1alpha1.GroupVersion.Group, Resource: "snoopsessions", Verb: "get",
-			Namespace: session.Namespace, Name: session.Name,
-		},
-	}}, metav1.CreateOptions{})
-	if err != nil {
-		return 0, "", fmt.Errorf("review access: %w", err)
-	}
-	if !sar.Status.Allowed {
-		msg := fmt.Sprintf("user %q may not get snoopsession %s", user.Username, session)
-		if sar.Status.Reason != "" {
-			msg += ": " + sar.Status.Reason
-		}
-		return http.StatusForbidden, msg, nil
-	}
-	return http.StatusOK, "", nil
 }

@@ -29,7 +29,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/results"
-	apisnoopscheme "apisnoop.dev/kube-apisnoop/internal/scheme"
+	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
 // embeddedReleases resolves the releases compiled into the operator.
@@ -55,7 +55,7 @@ func (c *countedTokenReviews) Create(ctx context.Context, tr *authenticationv1.T
 type resultsFixture struct {
 	t         *testing.T
 	ctx       context.Context
-	admin     client.Client // uncached
+	cp        *testenv.ControlPlane // its Client is the admin's, uncached
 	clientset *kubernetes.Clientset
 	agg       *collector.Aggregator
 	reviews   *countedTokenReviews
@@ -64,23 +64,21 @@ type resultsFixture struct {
 
 func newResultsFixture(t *testing.T) *resultsFixture {
 	t.Helper()
-	cfg := controlPlane(t)
-	admin, err := client.New(cfg, client.Options{Scheme: apisnoopscheme.New()})
+	cp := sharedControlPlane.Get(t)
+	clientset, err := kubernetes.NewForConfig(cp.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &resultsFixture{t: t, ctx: t.Context(), admin: admin, clientset: clientset, agg: collector.NewAggregator(),
+	f := &resultsFixture{t: t, ctx: t.Context(), cp: cp, clientset: clientset, agg: collector.NewAggregator(),
 		reviews: &countedTokenReviews{TokenReviewInterface: clientset.AuthenticationV1().TokenReviews()}}
 	f.server = httptest.NewServer(&collector.ResultsAPI{
-		Client:       admin,
-		Aggregator:   f.agg,
-		Releases:     embeddedReleases{},
-		TokenReviews: f.reviews,
-		Access:       clientset.AuthorizationV1().SubjectAccessReviews(),
+		Client:     cp.Client,
+		Aggregator: f.agg,
+		Releases:   embeddedReleases{},
+		Access: &collector.Access{
+			TokenReviews: f.reviews,
+			Reviews:      clientset.AuthorizationV1().SubjectAccessReviews(),
+		},
 	})
 	t.Cleanup(f.server.Close)
 	return f
@@ -89,11 +87,11 @@ func newResultsFixture(t *testing.T) *resultsFixture {
 // namespace creates a fresh namespace.
 func (f *resultsFixture) namespace() string {
 	f.t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "results-"}}
-	if err := f.admin.Create(f.ctx, ns); err != nil {
+	ns, err := f.cp.Namespace(f.ctx, "results", nil)
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	return ns.Name
+	return ns
 }
 
 // session creates a SnoopSession measured against 1.37.
@@ -103,7 +101,7 @@ func (f *resultsFixture) session(ns, name string) types.NamespacedName {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec:       snoopv1alpha1.SnoopSessionSpec{KubernetesRelease: "1.37"},
 	}
-	if err := f.admin.Create(f.ctx, s); err != nil {
+	if err := f.cp.Client.Create(f.ctx, s); err != nil {
 		f.t.Fatal(err)
 	}
 	return client.ObjectKeyFromObject(s)
@@ -115,7 +113,7 @@ func (f *resultsFixture) session(ns, name string) types.NamespacedName {
 // server's authorizer says so.
 func (f *resultsFixture) serviceAccount(ns, name string, canGet bool) string {
 	f.t.Helper()
-	if err := f.admin.Create(f.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
+	if err := f.cp.Client.Create(f.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
 		f.t.Fatal(err)
 	}
 	if canGet {
@@ -130,7 +128,7 @@ func (f *resultsFixture) serviceAccount(ns, name string, canGet bool) string {
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
 		}
 		for _, obj := range []client.Object{role, binding} {
-			if err := f.admin.Create(f.ctx, obj); err != nil {
+			if err := f.cp.Client.Create(f.ctx, obj); err != nil {
 				f.t.Fatal(err)
 			}
 		}
@@ -365,7 +363,7 @@ func TestResultsAPINotLoaded(t *testing.T) {
 }
 
 func TestResultsPaths(t *testing.T) {
-	a := &collector.ResultsAPI{} // every request here is refused before it is used
+	a := &collector.ResultsAPI{Access: &collector.Access{}} // every request here is refused before it is used
 	for _, tc := range []struct {
 		method, path string
 		want         int

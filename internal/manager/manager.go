@@ -154,6 +154,19 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	}
 	catalogs := &releases.Resolver{Discovery: disco}
 	aggregator := collector.NewAggregator()
+	access := &collector.Access{
+		TokenReviews: clientset.AuthenticationV1().TokenReviews(),
+		Reviews:      clientset.AuthorizationV1().SubjectAccessReviews(),
+	}
+	// The API server's audit webhook backend, for sessions with
+	// spec.source: audit.
+	auditSink := &collector.AuditSink{
+		Client:     mgr.GetCache(),
+		Aggregator: aggregator,
+		Releases:   catalogs,
+		Access:     access,
+		Elected:    mgr.Elected(),
+	}
 	caStore := &issuer.CAStore{Client: mgr.GetClient(), Secret: types.NamespacedName{Namespace: opConfig.Namespace, Name: CASecretName}}
 	proxyPair := types.NamespacedName{Namespace: opConfig.Namespace, Name: ProxyCertSecretName}
 	names := &issuer.ProxyNames{Client: mgr.GetClient(), ClusterDomain: opConfig.ClusterDomain}
@@ -167,6 +180,7 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 			Recorder:        mgr.GetEventRecorder("apisnoop-snoopsession"),
 			ProxyCertSecret: proxyPair,
 			Collector:       aggregator,
+			AuditStream:     auditSink,
 		}).SetupWithManager},
 		{"CSR signer", (&controllers.CSRSignerReconciler{
 			Client:    mgr.GetClient(),
@@ -236,12 +250,12 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	})
 	// Each session's live results, for whoever may get the session.
 	mgr.GetWebhookServer().Register(collector.ResultsPathPrefix, &collector.ResultsAPI{
-		Client:       mgr.GetCache(),
-		Aggregator:   aggregator,
-		Releases:     catalogs,
-		TokenReviews: clientset.AuthenticationV1().TokenReviews(),
-		Access:       clientset.AuthorizationV1().SubjectAccessReviews(),
+		Client:     mgr.GetCache(),
+		Aggregator: aggregator,
+		Releases:   catalogs,
+		Access:     access,
 	})
+	mgr.GetWebhookServer().Register(collector.AuditPath, auditSink)
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)
 	}

@@ -30,8 +30,8 @@ func IndexSessions(ctx context.Context, indexer client.FieldIndexer) error {
 
 func indexValues(obj client.Object) []string {
 	s, ok := obj.(*snoopv1alpha1.SnoopSession)
-	if !ok {
-		return nil
+	if !ok || !RecordsPods(s) {
+		return nil // audit sessions target no pods
 	}
 	switch t := s.Spec.Targets; {
 	case t.NamespaceSelector != nil:

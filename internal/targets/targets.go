@@ -142,14 +142,27 @@ func StopTime(session *snoopv1alpha1.SnoopSession) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Injecting reports whether new target pods of the session get the recording
-// proxy at time now: the session is Ready (its release resolved, its spec
-// valid), not suspended, not being deleted and not past its stop time.
-func Injecting(session *snoopv1alpha1.SnoopSession, now time.Time) bool {
+// Active reports whether the session records at time now: it is Ready
+// (its release resolved, its spec valid), not suspended, not being deleted
+// and not past its stop time.
+func Active(session *snoopv1alpha1.SnoopSession, now time.Time) bool {
 	if session.Spec.Suspend || session.DeletionTimestamp != nil ||
 		!meta.IsStatusConditionTrue(session.Status.Conditions, snoopv1alpha1.ConditionReady) {
 		return false
 	}
 	stopAt, ok := StopTime(session)
 	return !ok || now.Before(stopAt)
+}
+
+// Injecting reports whether new target pods of the session get the recording
+// proxy at time now: the session records pods (not the audit stream) and is
+// Active.
+func Injecting(session *snoopv1alpha1.SnoopSession, now time.Time) bool {
+	return RecordsPods(session) && Active(session, now)
+}
+
+// RecordsPods reports whether the session records pods through injected
+// proxies, rather than taking the API server's audit stream.
+func RecordsPods(session *snoopv1alpha1.SnoopSession) bool {
+	return session.Spec.Source != snoopv1alpha1.SourceAudit
 }

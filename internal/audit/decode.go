@@ -1,0 +1,565 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"math/bits"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// The decoder reads the few fields of an audit event that coverage needs
+// straight from the line's bytes, without building the event: it walks the
+// JSON once, validating every byte of it (strings, escapes, numbers,
+// literals, nesting) as encoding/json's scanner does, and keeps the wanted
+// values as strings that share the line's memory.
+//
+// It handles the lines the API server writes. Whenever a line is anything
+// else - not valid JSON, a wanted field twice, a key with an escape or a
+// non-ASCII byte (which encoding/json might fold onto a wanted field), a
+// wanted field of the wrong type, a status code that is not a plain
+// integer, nesting deeper than maxDepth - it gives up and encoding/json
+// decodes the line, so that every line gets exactly encoding/json's
+// verdict and values. TestDecoderAgreesWithEncodingJSON and FuzzDecoder
+// hold it to that.
+
+// maxDepth is the deepest nesting the fast path follows (its stack is
+// the bits of a uint64); deeper lines go to encoding/json (which allows
+// 10000).
+const maxDepth = 64
+
+// decoder decodes lines into Events. Its zero value is ready; it holds the
+// objectRef and responseStatus of the last event, so one decoder serves
+// one goroutine.
+type decoder struct {
+	ref    ObjectRef
+	status ResponseStatus
+	// slow counts the lines encoding/json decoded.
+	slow int64
+}
+
+// decode fills ev from one trimmed line. The strings of ev share line's
+// memory (see Event.clone), and its pointers point into d.
+func (d *decoder) decode(line []byte, ev *Event) error {
+	*ev = Event{}
+	if !d.fast(line, ev) {
+		d.slow++
+		*ev = Event{}
+		if err := json.Unmarshal(line, ev); err != nil {
+			return malformedf("%w", err)
+		}
+	}
+	return ev.check()
+}
+
+// scanner walks one line.
+type scanner struct {
+	b []byte
+	i int
+}
+
+// peek returns the next byte, or 0 at the end of the line.
+func (s *scanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// skipWS returns the index of the first byte at or after i that is not
+// JSON whitespace, but for '\n': lines hold none, and the fast path takes
+// a line straight from a chunk, ending at its first newline (a line that
+// is not whole is left to encoding/json). The API server writes no
+// whitespace.
+func skipWS(b []byte, i int) int {
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// special returns the index of the first '"', '\\' or control byte of b
+// at or after i, or len(b): eight bytes at a time, the lowest flagged byte
+// of a word being exact (borrows only flag bytes above a real match).
+func special(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q := w ^ (lsb * '"')
+		e := w ^ (lsb * '\\')
+		if m := ((q - lsb) &^ q) | ((e - lsb) &^ e) | ((w - lsb*0x20) &^ w); m&msb != 0 {
+			return i + bits.TrailingZeros64(m&msb)/8
+		}
+	}
+	for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+		i++
+	}
+	return i
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// literal consumes lit (true, false, null).
+func (s *scanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// number consumes a JSON number and returns its text.
+func (s *scanner) number() ([]byte, bool) {
+	b, start := s.b, s.i
+	i := start
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		i = digits(b, i+1)
+	default:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		if i = digits(b, i+1); b[i-1] == '.' {
+			return nil, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		if i = digits(b, i); i == d {
+			return nil, false
+		}
+	}
+	s.i = i
+	return b[start:i], true
+}
+
+// digits returns the index of the first byte at or after i that is not a
+// decimal digit.
+func digits(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// skip validates and passes over one value.
+func (s *scanner) skip(depth int) bool { return s.walk(depth, nil, nil) }
+
+// walk validates and passes over one value. It is one loop over the
+// bytes, with no call per member or element, since skipped members are
+// most of a line; a stack of bits says, per level, object (1) or array
+// (0).
+//
+// With ns set, the value must be an object, and its members named in ns
+// are not skipped but handed to value (with their index in ns), which
+// reads them from s.i on; a wanted member twice, or a member name
+// encoding/json might decode or fold differently (escapes, non-ASCII),
+// fails the walk.
+func (s *scanner) walk(depth int, ns *names, value func(f int) bool) bool {
+	b := s.b
+	i := s.i
+	var (
+		stack    uint64
+		level    int
+		inKey    bool
+		keyStart int
+		escaped  bool // the key holds an escape
+		seen     uint32
+	)
+	if ns != nil && (i >= len(b) || b[i] != '{') {
+		return false
+	}
+value:
+	if i >= len(b) {
+		return false
+	}
+	switch c := b[i]; c {
+	case '"':
+		i++
+		goto str
+	case '{', '[':
+		if depth+level >= maxDepth {
+			return false
+		}
+		stack = stack<<1 | uint64(c>>5&1) // 1 for '{' (0x7b), 0 for '[' (0x5b)
+		level++
+		i++
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == c+2 { // '}' or ']'
+			i++
+			stack >>= 1
+			level--
+			goto next
+		}
+		if c == '{' {
+			goto key
+		}
+		goto value
+	case 't':
+		if len(b)-i < 4 || string(b[i:i+4]) != "true" {
+			return false
+		}
+		i += 4
+	case 'f':
+		if len(b)-i < 5 || string(b[i:i+5]) != "false" {
+			return false
+		}
+		i += 5
+	case 'n':
+		if len(b)-i < 4 || string(b[i:i+4]) != "null" {
+			return false
+		}
+		i += 4
+	default:
+		s.i = i
+		if _, ok := s.number(); !ok {
+			return false
+		}
+		i = s.i
+	}
+	goto next
+
+key:
+	if i >= len(b) || b[i] != '"' {
+		return false
+	}
+	i++
+	inKey, keyStart, escaped = true, i, false
+
+str:
+	for {
+		if i = special(b, i); i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case '"':
+			i++
+			if !inKey {
+				goto next
+			}
+			inKey = false
+			f := -1
+			if level == 1 && ns != nil {
+				// A key with escapes or bytes beyond ASCII may be a wanted
+				// one to encoding/json (Unicode case folding): let it say.
+				key := b[keyStart : i-1]
+				if f = ns.lookup(key); f < 0 && (escaped || !ascii(key)) {
+					return false
+				}
+			}
+			i = skipWS(b, i)
+			if i >= len(b) || b[i] != ':' {
+				return false
+			}
+			i++
+			i = skipWS(b, i)
+			if f >= 0 {
+				if seen&(1<<f) != 0 {
+					return false
+				}
+				seen |= 1 << f
+				s.i = i
+				if !value(f) {
+					return false
+				}
+				i = s.i
+				goto next
+			}
+			goto value
+		case '\\':
+			if i+1 >= len(b) {
+				return false
+			}
+			escaped = true
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return false
+				}
+				i += 6
+			default:
+				return false
+			}
+		default: // a control byte
+			return false
+		}
+	}
+
+next:
+	// After a value: the end of the walked value, or of its container, or
+	// the next member or element.
+	if level == 0 {
+		s.i = i
+		return true
+	}
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return false
+	}
+	switch b[i] {
+	case ',':
+		i++
+		i = skipWS(b, i)
+		if stack&1 == 1 {
+			goto key
+		}
+		goto value
+	case '}':
+		if stack&1 != 1 {
+			return false
+		}
+	case ']':
+		if stack&1 != 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	i++
+	stack >>= 1
+	level--
+	goto next
+}
+
+// ascii says whether b is all ASCII.
+func ascii(b []byte) bool {
+	var acc uint64
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc&msb == 0
+}
+
+// view is the string sharing b's memory.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// stringValue reads a wanted string field: a string, or null (which leaves
+// the field as it is, as encoding/json does).
+func (s *scanner) stringValue(dst *string) bool {
+	switch s.peek() {
+	case '"':
+		start := s.i
+		// Most hold no escape, and valid UTF-8.
+		if j := special(s.b, start+1); j < len(s.b) && s.b[j] == '"' && utf8.Valid(s.b[start+1:j]) {
+			*dst = view(s.b[start+1 : j])
+			s.i = j + 1
+			return true
+		}
+		if !s.skip(0) {
+			return false
+		}
+		raw := s.b[start+1 : s.i-1]
+		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			*dst = view(raw)
+			return true
+		}
+		// Escapes or invalid UTF-8: encoding/json's unquoting, exactly.
+		return json.Unmarshal(s.b[start:s.i], dst) == nil
+	case 'n':
+		return s.literal("null")
+	}
+	return false
+}
+
+// intValue reads a wanted int field: an integer that strconv.ParseInt
+// takes (as encoding/json requires), or null.
+func (s *scanner) intValue(dst *int) bool {
+	if s.peek() == 'n' {
+		return s.literal("null")
+	}
+	num, ok := s.number()
+	if !ok {
+		return false
+	}
+	neg := num[0] == '-'
+	if neg {
+		num = num[1:]
+	}
+	if len(num) > 18 { // may overflow: let encoding/json say
+		return false
+	}
+	n := 0
+	for _, c := range num {
+		if c < '0' || c > '9' { // a fraction or an exponent
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	*dst = n
+	return true
+}
+
+// foldEq says whether key equals name (lower case ASCII) under ASCII case
+// folding, encoding/json's match for ASCII keys. The caller has compared
+// the lengths.
+func foldEq(key []byte, name string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// names are the wanted members of an object, indexed by length and first
+// letter (no two share both; names are shorter than 32 bytes).
+type names struct {
+	exact, lower []string
+	at           [32][26]int8 // -1: none
+}
+
+func newNames(exact ...string) *names {
+	ns := &names{exact: exact}
+	for l := range ns.at {
+		for c := range ns.at[l] {
+			ns.at[l][c] = -1
+		}
+	}
+	for i, e := range exact {
+		lower := strings.ToLower(e)
+		ns.lower = append(ns.lower, lower)
+		at := &ns.at[len(e)][lower[0]-'a']
+		if *at >= 0 {
+			panic("audit: wanted members " + e + " and " + exact[*at] + " share length and first letter")
+		}
+		*at = int8(i)
+	}
+	return ns
+}
+
+// lookup returns the index of the member key, or -1. It tries the exact
+// name first, then encoding/json's case-insensitive match (a key that
+// folds to a name starts with its letter in either case).
+func (ns *names) lookup(key []byte) int {
+	if len(key) == 0 || len(key) >= len(ns.at) {
+		return -1
+	}
+	c := key[0] | 0x20
+	if c < 'a' || c > 'z' {
+		return -1
+	}
+	i := ns.at[len(key)][c-'a']
+	if i < 0 || string(key) != ns.exact[i] && !foldEq(key, ns.lower[i]) {
+		return -1
+	}
+	return int(i)
+}
+
+// Wanted members of an event, in eventNames' order: the strings first.
+const (
+	fieldKind = iota
+	fieldAuditID
+	fieldStage
+	fieldVerb
+	fieldRequestURI
+	fieldUserAgent
+	fieldUser
+	fieldObjectRef
+	fieldResponseStatus
+)
+
+var (
+	eventNames     = newNames("kind", "auditID", "stage", "verb", "requestURI", "userAgent", "user", "objectRef", "responseStatus")
+	userNames      = newNames("username")
+	objectRefNames = newNames("resource", "namespace", "name", "apiGroup", "apiVersion", "subresource")
+	statusNames    = newNames("code")
+)
+
+// fast is the fast path for one line; false means encoding/json must
+// decide.
+func (d *decoder) fast(line []byte, ev *Event) bool {
+	n, ok := d.prefix(line, ev)
+	return ok && n == len(line)
+}
+
+// line decodes the line data starts with, on the fast path only: ok says
+// that it took the whole line, n bytes with its newline (if any).
+func (d *decoder) line(data []byte, ev *Event) (n int, ok bool) {
+	*ev = Event{}
+	n, ok = d.prefix(data, ev)
+	if ok && n < len(data) {
+		if data[n] != '\n' {
+			return 0, false
+		}
+		n++
+	}
+	return n, ok
+}
+
+// prefix decodes one event from the start of data and returns the
+// length of it and of the whitespace after it.
+func (d *decoder) prefix(data []byte, ev *Event) (int, bool) {
+	s := scanner{b: data}
+	s.i = skipWS(s.b, s.i)
+	strs := [...]*string{fieldKind: &ev.Kind, fieldAuditID: &ev.AuditID, fieldStage: &ev.Stage, fieldVerb: &ev.Verb,
+		fieldRequestURI: &ev.RequestURI, fieldUserAgent: &ev.UserAgent}
+	ok := s.walk(0, eventNames, func(f int) bool {
+		if f < len(strs) {
+			return s.stringValue(strs[f])
+		}
+		switch f {
+		case fieldUser:
+			if s.peek() == 'n' {
+				return s.literal("null")
+			}
+			return s.walk(1, userNames, func(int) bool { return s.stringValue(&ev.User.Username) })
+		case fieldObjectRef:
+			if s.peek() == 'n' {
+				ev.ObjectRef = nil
+				return s.literal("null")
+			}
+			d.ref = ObjectRef{}
+			ev.ObjectRef = &d.ref
+			refs := [...]*string{&d.ref.Resource, &d.ref.Namespace, &d.ref.Name, &d.ref.APIGroup, &d.ref.APIVersion, &d.ref.Subresource}
+			return s.walk(1, objectRefNames, func(f int) bool { return s.stringValue(refs[f]) })
+		case fieldResponseStatus:
+			if s.peek() == 'n' {
+				ev.ResponseStatus = nil
+				return s.literal("null")
+			}
+			d.status = ResponseStatus{}
+			ev.ResponseStatus = &d.status
+			return s.walk(1, statusNames, func(int) bool { return s.intValue(&d.status.Code) })
+		}
+		return false
+	})
+	if !ok {
+		return 0, false
+	}
+	return skipWS(s.b, s.i), true
+}

@@ -1,0 +1,500 @@
+package audit
+
+import (
+	"cmp"
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
+	"slices"
+)
+
+// Stage order of a request: the API server logs RequestReceived, then
+// ResponseStarted for long-running requests (watch, exec, proxy, log
+// follow...), then ResponseComplete, or Panic instead when the handler
+// panicked.
+type stage uint8
+
+const (
+	stageNone stage = iota
+	stageReceived
+	stageStarted
+	stageComplete
+	stagePanic
+)
+
+func stageOf(s string) stage {
+	switch s {
+	case StageRequestReceived:
+		return stageReceived
+	case StageResponseStarted:
+		return stageStarted
+	case StageResponseComplete:
+		return stageComplete
+	case StagePanic:
+		return stagePanic
+	}
+	return stageNone
+}
+
+// DefaultWindow is how many recently counted audit IDs a Deduper
+// remembers by default: between DefaultWindow/2 (262,144) and
+// DefaultWindow (524,288) requests, the most recently counted ones, in
+// 16 MB at most. Long-running requests do not need it: they stay open
+// (see DefaultMaxOpen) until their final stage, however late.
+const DefaultWindow = 1 << 19
+
+// DefaultMaxOpen is how many open requests (seen at RequestReceived or
+// ResponseStarted, not yet at their final stage) a Deduper holds by
+// default: far more long-running requests than an API server keeps open
+// at once. They take about 20 MB at most.
+const DefaultMaxOpen = 1 << 18
+
+// DedupStats says what a Deduper made of the events it was given.
+type DedupStats struct {
+	// Requests are the requests counted, one per audit ID.
+	Requests int64 `json:"requests"`
+	// Open are the requests among them counted at their ResponseStarted
+	// stage: still open when the input ended (a watch), or the oldest
+	// open requests when more than the open bound were.
+	Open int64 `json:"open,omitempty"`
+	// Duplicates are events that told nothing new: a stage seen before,
+	// or any stage of a request already counted.
+	Duplicates int64 `json:"duplicates"`
+	// Incomplete are requests seen only at RequestReceived when the input
+	// ended, or when the open bound dropped them: not counted, since the
+	// API server may not have answered them (one dropped by the bound
+	// still counts if its final stage comes later).
+	Incomplete int64 `json:"incomplete"`
+}
+
+// A Deduper counts each request of a stream of audit events exactly once,
+// whatever the order its stages arrive in and however often each arrives
+// (overlapping rotated files, an audit webhook's retried batch). A request
+// counts at its final stage, ResponseComplete or Panic, with that event's
+// payload; a request whose final stage never arrives counts at its
+// ResponseStarted when the input ends (Flush), like a watch still open.
+// RequestReceived never counts on its own.
+//
+// Memory is bounded on endless input. Counted audit IDs are remembered in
+// a window of the window/2 to window most recently counted requests; a
+// duplicate or an earlier stage of a request arriving later than that
+// counts it again. Open requests are held until their final stage, at
+// most maxOpen of them; beyond that the oldest eighth settle early
+// (counted at their ResponseStarted, or dropped as incomplete when they
+// only had RequestReceived).
+//
+// Audit IDs that are UUIDs in the API server's form (lower-case hex,
+// 8-4-4-4-12) are remembered exactly, in 16 bytes; other IDs by a 128-bit
+// hash.
+//
+// A Deduper is not safe for concurrent use.
+type Deduper[T any] struct {
+	count func(T)
+	// done holds the counted IDs: done[0] fills up to half the window,
+	// then the generations rotate and the older one is forgotten.
+	done [2]idSet
+	half int
+	// open holds the requests seen at a stage before their final one; seq
+	// numbers them in the order they opened.
+	open    openTable[T]
+	seq     uint64
+	maxOpen int
+	stats   DedupStats
+	warmed  uint64
+}
+
+type openEntry[T any] struct {
+	key   idKey
+	seq   uint64 // 0 for a free entry
+	stage stage  // stageReceived or stageStarted
+	v     T
+}
+
+// NewDeduper returns a Deduper that calls count once per request, with
+// the payload of the event it counts at. window and maxOpen bound its
+// memory (0: DefaultWindow, DefaultMaxOpen).
+func NewDeduper[T any](window, maxOpen int, count func(T)) *Deduper[T] {
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	if maxOpen <= 0 {
+		maxOpen = DefaultMaxOpen
+	}
+	return &Deduper[T]{
+		count:   count,
+		half:    max(window/2, 1),
+		maxOpen: maxOpen,
+	}
+}
+
+// Add takes one event: the request's audit ID, the event's stage
+// (RequestReceived, ResponseStarted, ResponseComplete or Panic; others are
+// ignored) and the payload to count the request with.
+func (d *Deduper[T]) Add(auditID, stageName string, v T) {
+	if st := stageOf(stageName); st != stageNone {
+		d.add(keyOf(auditID), st, v)
+	}
+}
+
+func (d *Deduper[T]) add(key idKey, st stage, v T) {
+	if d.counted(key) {
+		d.stats.Duplicates++
+		return
+	}
+	slot, isOpen := d.open.find(&key)
+	switch st {
+	case stageReceived:
+		if isOpen {
+			d.stats.Duplicates++
+			return
+		}
+		d.push(key, st, v)
+	case stageStarted:
+		if isOpen {
+			e := d.open.entry(slot)
+			if e.stage == stageStarted {
+				d.stats.Duplicates++
+				return
+			}
+			e.stage, e.v = stageStarted, v
+			return
+		}
+		d.push(key, st, v)
+	default: // the final stage
+		if isOpen {
+			d.open.delete(slot)
+		}
+		d.remember(key)
+		d.stats.Requests++
+		d.count(v)
+	}
+}
+
+// counted says whether key was counted within the window. An ID found in
+// the older generation is copied to the newer one: it is still in use.
+func (d *Deduper[T]) counted(key idKey) bool {
+	if d.done[0].has(&key) {
+		return true
+	}
+	if d.done[1].has(&key) {
+		d.remember(key)
+		return true
+	}
+	return false
+}
+
+func (d *Deduper[T]) remember(key idKey) {
+	if d.done[0].n >= d.half {
+		d.done[0], d.done[1] = d.done[1], d.done[0]
+		d.done[0].clear()
+	}
+	d.done[0].add(&key, d.half)
+}
+
+// warm loads the window's slots of keys into the cache, all at once, so
+// that their misses overlap rather than come one after the other.
+func (d *Deduper[T]) warm(keys func(yield func(*idKey) bool)) {
+	var sum uint64
+	for k := range keys {
+		sum += d.done[0].touch(k) + d.done[1].touch(k) + d.open.touch(k)
+	}
+	d.warmed = sum // so that the loads are made
+}
+
+// push opens a request. When maxOpen are open, the oldest eighth of them
+// settle first.
+func (d *Deduper[T]) push(key idKey, st stage, v T) {
+	if d.open.n >= d.maxOpen {
+		d.settleOldest(max(d.maxOpen/8, 1))
+	}
+	d.seq++
+	d.open.insert(&key, openEntry[T]{key: key, seq: d.seq, stage: st, v: v})
+}
+
+// settleOldest ends the n oldest open requests: counted at their
+// ResponseStarted, or incomplete.
+func (d *Deduper[T]) settleOldest(n int) {
+	var oldest []openEntry[T]
+	for _, e := range d.open.entries {
+		if e.seq != 0 {
+			oldest = append(oldest, e)
+		}
+	}
+	slices.SortFunc(oldest, func(a, b openEntry[T]) int { return cmp.Compare(a.seq, b.seq) })
+	for _, e := range oldest[:min(n, len(oldest))] {
+		slot, _ := d.open.find(&e.key)
+		d.open.delete(slot)
+		if e.stage == stageReceived {
+			d.stats.Incomplete++
+			continue
+		}
+		d.remember(e.key)
+		d.stats.Requests++
+		d.stats.Open++
+		d.count(e.v)
+	}
+}
+
+// Flush ends the input: requests still open count at their
+// ResponseStarted, oldest first; those seen only at RequestReceived are
+// incomplete. The Deduper can take more events afterwards.
+func (d *Deduper[T]) Flush() { d.settleOldest(d.open.n) }
+
+// Stats returns what the Deduper did so far.
+func (d *Deduper[T]) Stats() DedupStats { return d.stats }
+
+// idKey identifies an audit ID in 16 bytes.
+type idKey [16]byte
+
+// idSet is a set of keys: open addressing, linear probing, at most half
+// full, so that a lookup mostly reads one cache line. The all-zero key
+// marks empty slots and is kept aside.
+type idSet struct {
+	slots []idKey
+	shift uint // 64 - log2(len(slots))
+	n     int
+	zero  bool
+}
+
+func (s *idSet) index(k *idKey) int { return home(k, s.shift) }
+
+// home is k's slot in a table of 1<<(64-shift) slots.
+func home(k *idKey, shift uint) int {
+	lo, hi := binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
+	return int((lo*0x9e3779b97f4a7c15 ^ hi) * 0xbf58476d1ce4e5b9 >> shift)
+}
+
+func (s *idSet) has(k *idKey) bool {
+	if *k == (idKey{}) {
+		return s.zero
+	}
+	if s.n == 0 {
+		return false
+	}
+	mask := len(s.slots) - 1
+	for i := s.index(k); ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case *k:
+			return true
+		case idKey{}:
+			return false
+		}
+	}
+}
+
+// add adds a key the set does not hold; the set grows up to room for
+// limit keys.
+func (s *idSet) add(k *idKey, limit int) {
+	if *k == (idKey{}) {
+		if !s.zero {
+			s.zero = true
+			s.n++
+		}
+		return
+	}
+	if 2*(s.n+1) > len(s.slots) {
+		s.grow(limit)
+	}
+	mask := len(s.slots) - 1
+	i := s.index(k)
+	for s.slots[i] != (idKey{}) {
+		i = (i + 1) & mask
+	}
+	s.slots[i] = *k
+	s.n++
+}
+
+func (s *idSet) grow(limit int) {
+	// Past 64k keys, straight to the room for limit: each rehash is a
+	// cache miss per key.
+	full := 1 << bits.Len(uint(2*limit-1))
+	size := max(1024, 2*len(s.slots))
+	if size >= 1<<17 {
+		size = full
+	}
+	size = min(size, full)
+	old := s.slots
+	s.slots = make([]idKey, size)
+	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	mask := size - 1
+	for j := range old {
+		if old[j] == (idKey{}) {
+			continue
+		}
+		i := s.index(&old[j])
+		for s.slots[i] != (idKey{}) {
+			i = (i + 1) & mask
+		}
+		s.slots[i] = old[j]
+	}
+}
+
+func (s *idSet) clear() {
+	clear(s.slots)
+	s.n, s.zero = 0, false
+}
+
+// touch reads k's slot.
+func (s *idSet) touch(k *idKey) uint64 {
+	if s.n == 0 {
+		return 0
+	}
+	return uint64(s.slots[s.index(k)][0])
+}
+
+var seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// keyOf is the 16 bytes of a UUID in the API server's form, and a 128-bit
+// hash of anything else.
+func keyOf(id string) idKey {
+	if k, ok := parseUUID(id); ok {
+		return k
+	}
+	var k idKey
+	a, b := maphash.String(seeds[0], id), maphash.String(seeds[1], id)
+	for i := range 8 {
+		k[i], k[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
+	}
+	return k
+}
+
+// parseUUID reads a UUID written 8-4-4-4-12 in lower-case hex.
+func parseUUID(id string) (k idKey, ok bool) {
+	if len(id) != 36 {
+		return k, false
+	}
+	j := 0
+	for i := 0; i < len(id); i += 2 {
+		switch i {
+		case 8, 13, 18, 23:
+			if id[i] != '-' {
+				return k, false
+			}
+			i++
+		}
+		hi, ok1 := unhex(id[i])
+		lo, ok2 := unhex(id[i+1])
+		if !ok1 || !ok2 {
+			return k, false
+		}
+		k[j] = hi<<4 | lo
+		j++
+	}
+	return k, true
+}
+
+// unhex takes lower-case hex digits only, so that an ID in upper case is
+// not mistaken for its lower-case twin.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// openTable maps the keys of open requests to their entries: open
+// addressing, linear probing, at most half full, deletion by shifting back.
+type openTable[T any] struct {
+	slots   []openSlot
+	shift   uint
+	n       int
+	entries []openEntry[T]
+	free    []int32
+}
+
+type openSlot struct {
+	key idKey
+	idx int32 // entries index + 1; 0 is an empty slot
+}
+
+func (t *openTable[T]) find(k *idKey) (int, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	mask := len(t.slots) - 1
+	for i := home(k, t.shift); ; i = (i + 1) & mask {
+		if t.slots[i].idx == 0 {
+			return 0, false
+		}
+		if t.slots[i].key == *k {
+			return i, true
+		}
+	}
+}
+
+func (t *openTable[T]) entry(slot int) *openEntry[T] { return &t.entries[t.slots[slot].idx-1] }
+
+// insert adds a key the table does not hold.
+func (t *openTable[T]) insert(k *idKey, e openEntry[T]) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	var idx int32
+	if n := len(t.free); n > 0 {
+		idx = t.free[n-1]
+		t.free = t.free[:n-1]
+		t.entries[idx] = e
+	} else {
+		idx = int32(len(t.entries))
+		t.entries = append(t.entries, e)
+	}
+	t.place(openSlot{*k, idx + 1})
+	t.n++
+}
+
+func (t *openTable[T]) place(s openSlot) {
+	mask := len(t.slots) - 1
+	i := home(&s.key, t.shift)
+	for t.slots[i].idx != 0 {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = s
+}
+
+func (t *openTable[T]) grow() {
+	size := max(1024, 2*len(t.slots))
+	old := t.slots
+	t.slots = make([]openSlot, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	for _, s := range old {
+		if s.idx != 0 {
+			t.place(s)
+		}
+	}
+}
+
+// delete empties slot, moving back the keys after it that would no
+// longer be found.
+func (t *openTable[T]) delete(slot int) {
+	idx := t.slots[slot].idx - 1
+	var zero openEntry[T]
+	t.entries[idx] = zero
+	t.free = append(t.free, idx)
+	t.n--
+	mask := len(t.slots) - 1
+	i := slot
+	for j := (i + 1) & mask; t.slots[j].idx != 0; j = (j + 1) & mask {
+		h := home(&t.slots[j].key, t.shift)
+		// The key at j stays if its home is cyclically in (i, j].
+		if i <= j && i < h && h <= j || i > j && (i < h || h <= j) {
+			continue
+		}
+		t.slots[i] = t.slots[j]
+		i = j
+	}
+	t.slots[i] = openSlot{}
+	if t.n == 0 {
+		t.entries, t.free = t.entries[:0], t.free[:0]
+	}
+}
+
+// touch reads k's slot.
+func (t *openTable[T]) touch(k *idKey) uint64 {
+	if t.n == 0 {
+		return 0
+	}
+	return uint64(t.slots[home(k, t.shift)].idx)
+}
