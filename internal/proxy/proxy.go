@@ -27,9 +27,11 @@ type Config struct {
 	// Transport reaches the upstream: verified with the cluster CA, and it
 	// may add the user's credentials (client certificates, exec plugins,
 	// tokens). When it adds none, the client's own Authorization header is
-	// forwarded unchanged. It should not add compression of its own (see
-	// resttransport.For), or the API server sees an Accept-Encoding the client
-	// never sent.
+	// forwarded unchanged. It must not add compression of its own, or the
+	// API server sees an Accept-Encoding the client never sent (and
+	// compresses what the proxy then decompresses): New uses a copy of an
+	// *http.Transport with DisableCompression set; any other RoundTripper
+	// must see to it (see resttransport.For).
 	Transport http.RoundTripper
 	// UpgradeTransport carries requests with "Connection: Upgrade" (exec,
 	// attach, port-forward over WebSocket or SPDY). It must speak HTTP/1.1
@@ -73,6 +75,11 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.Transport == nil {
 		return nil, errors.New("build proxy: a transport to the upstream is required (verified with the cluster CA)")
+	}
+	if t, ok := cfg.Transport.(*http.Transport); ok && !t.DisableCompression {
+		t = t.Clone()
+		t.DisableCompression = true
+		cfg.Transport = t
 	}
 	upgrade, err := upgradeTransportFor(cfg.Transport, cfg.UpgradeTransport)
 	if err != nil {
