@@ -59,7 +59,7 @@ bench: control-plane ## Run the benchmarks.
 	go test -run '^$$' -bench . -benchmem ./...
 
 # make e2e: the test/e2e suite on a real node (root). It builds the images
-# (amd64 only), starts the node with them imported, builds the suite and helm
+# (for this machine's architecture only), starts the node with them imported, builds the suite and helm
 # outside (the module proxy is not reachable inside the node's namespace),
 # runs the suite inside, and always stops the node, keeping the suite's exit
 # status. E2E_FLAGS adds test flags, e.g. E2E_FLAGS=-ginkgo.focus=env.
@@ -68,7 +68,7 @@ E2E_FLAGS ?=
 
 .PHONY: e2e
 e2e: ## Run the e2e suite (test/e2e) on a real node: images, node-up, the suite inside the node's namespace, node-down.
-	$(MAKE) image IMAGE_PLATFORMS=linux/amd64 IMAGE_TAG=$(IMAGE_TAG)
+	$(MAKE) image IMAGE_PLATFORMS=linux/$(shell go env GOARCH) IMAGE_TAG=$(IMAGE_TAG)
 	go test -c -tags e2e -o bin/e2e.test ./test/e2e
 	go build -o bin/e2e/helm helm.sh/helm/v4/cmd/helm
 	status=0; \

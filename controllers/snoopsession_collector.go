@@ -93,11 +93,11 @@ func (r *SnoopSessionReconciler) collectorGrace() time.Duration {
 // not wired to it (its --audit-webhook-config-file), cannot reach it, or its
 // audit policy logs nothing.
 func (r *SnoopSessionReconciler) checkAuditStream(_ context.Context, s *sessionScope) (ctrl.Result, error) {
-	if r.AuditStream == nil || !targets.Active(s.session, r.now()) {
+	now := r.now()
+	if r.AuditStream == nil || !targets.Active(s.session, now) {
 		return ctrl.Result{}, nil
 	}
 	grace := r.collectorGrace()
-	now := r.now()
 	since := s.session.CreationTimestamp.Time
 	if last := r.AuditStream.LastEvent(); last.After(since) {
 		since = last

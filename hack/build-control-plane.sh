@@ -107,11 +107,28 @@ have_version() {
   [ -f "$SHARED/$name.version" ] && [ "$(cat "$SHARED/$name.version")" = "$version" ] && from_shared "$name"
 }
 
+# build_main builds binary NAME at VERSION from the main package on standard
+# input, in a module of its own that requires MODULE at that version, pinned
+# and cached like the Kubernetes binaries.
+build_main() {
+  local name="$1" version="$2" module="$3"
+  local dir="$ROOT/bin/.build/$name-v$version"
+  mkdir -p "$dir"
+  cat >"$dir/main.go"
+  if [ ! -f "$dir/go.sum" ]; then
+    (cd "$dir" && printf 'module apisnoop.dev/%s\n\ngo 1.24\n\nrequire %s v%s\n' "$name" "$module" "$version" >go.mod &&
+      GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  fi
+  log "building $name v$version"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$OUT/$name.tmp" .)
+  mv "$OUT/$name.tmp" "$OUT/$name"
+  echo "$version" >"$OUT/$name.version"
+  to_shared "$name"
+}
+
 build_etcd() {
   if have_version etcd "$ETCD_VERSION"; then return; fi
-  local dir="$ROOT/bin/.build/etcd-v$ETCD_VERSION"
-  mkdir -p "$dir"
-  cat >"$dir/main.go" <<'GO'
+  build_main etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 <<'GO'
 package main
 
 import (
@@ -122,24 +139,13 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  if [ ! -f "$dir/go.sum" ]; then
-    (cd "$dir" && printf 'module apisnoop.dev/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 v%s\n' "$ETCD_VERSION" >go.mod &&
-      GOFLAGS=-mod=mod go mod tidy >/dev/null)
-  fi
-  log "building etcd v$ETCD_VERSION"
-  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" .)
-  mv "$OUT/etcd.tmp" "$OUT/etcd"
-  echo "$ETCD_VERSION" >"$OUT/etcd.version"
-  to_shared etcd
 }
 
 # build_coredns builds CoreDNS with the plugins a cluster DNS needs and no
 # forwarding ones (the node has no route out), pinned like etcd.
 build_coredns() {
   if have_version coredns "$COREDNS_VERSION"; then return; fi
-  local dir="$ROOT/bin/.build/coredns-v$COREDNS_VERSION"
-  mkdir -p "$dir"
-  cat >"$dir/main.go" <<'GO'
+  build_main coredns "$COREDNS_VERSION" github.com/coredns/coredns <<'GO'
 package main
 
 import (
@@ -160,15 +166,6 @@ func init() {
 
 func main() { coremain.Run() }
 GO
-  if [ ! -f "$dir/go.sum" ]; then
-    (cd "$dir" && printf 'module apisnoop.dev/coredns\n\ngo 1.24\n\nrequire github.com/coredns/coredns v%s\n' "$COREDNS_VERSION" >go.mod &&
-      GOFLAGS=-mod=mod go mod tidy >/dev/null)
-  fi
-  log "building coredns v$COREDNS_VERSION"
-  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$OUT/coredns.tmp" .)
-  mv "$OUT/coredns.tmp" "$OUT/coredns"
-  echo "$COREDNS_VERSION" >"$OUT/coredns.version"
-  to_shared coredns
 }
 
 for c in "${components[@]}"; do

@@ -28,7 +28,7 @@ node() { hack/node/node.sh "$@"; }
 k() { show "kubectl $*"; node kubectl "$@"; }
 
 step "Building the images (no Docker engine: OCI archives from our static binaries), kubectl-snoop and helm"
-make --no-print-directory image IMAGE_PLATFORMS=linux/amd64 IMAGE_TAG="$TAG" >/dev/null
+make --no-print-directory image IMAGE_PLATFORMS="linux/$(go env GOARCH)" IMAGE_TAG="$TAG" >/dev/null
 ls -l $IMAGES | awk '{printf "  %-32s %5.1f MiB\n", $NF, $5/1048576}'
 CGO_ENABLED=0 go build -trimpath -o bin/kubectl-snoop ./cmd/kubectl-snoop
 go build -o bin/helm helm.sh/helm/v4/cmd/helm

@@ -4,9 +4,9 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy
 # (iptables), CoreDNS as the cluster DNS (on the node address, answering
 # cluster.local names only), containerd (Debian's, CRI, runc) and a kubelet,
-# pods on the Debian CNI bridge. The project's REAL-CLUSTER.md design notes
-# explain the choices (nsenter, not `ip netns exec`; restrict_oom_score_adj;
-# cgroup v1); hack/node/README.md says how tests use the node.
+# pods on the Debian CNI bridge. hack/node/README.md says how tests use the
+# node and why it is entered with nsenter, not `ip netns exec`; the comments
+# below explain the rest (restrict_oom_score_adj, for one).
 #
 # Usage (root): hack/node/node.sh COMMAND
 #   up              start what is not running; a second run changes nothing

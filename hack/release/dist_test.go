@@ -98,17 +98,9 @@ func TestPluginArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	tr := tar.NewReader(zr)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachTarEntry(t, zr, func(hdr *tar.Header, _ io.Reader) {
 		got = append(got, hdr.Name+" "+os.FileMode(hdr.Mode).String())
-	}
+	})
 	if want := []string{"kubectl-snoop -rwxr-xr-x", "README.md -rw-r--r--"}; !slices.Equal(got, want) {
 		t.Errorf("archive holds %q, want %q", got, want)
 	}

@@ -26,22 +26,15 @@ func untar(t *testing.T, file, dir string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachTarEntry(t, f, func(hdr *tar.Header, body io.Reader) {
 		p := filepath.Join(dir, filepath.FromSlash(hdr.Name))
+		var err error
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			err = os.MkdirAll(p, 0o755)
 		case tar.TypeReg:
 			var data []byte
-			if data, err = io.ReadAll(tr); err == nil {
+			if data, err = io.ReadAll(body); err == nil {
 				err = os.WriteFile(p, data, 0o644)
 			}
 		default:
@@ -50,6 +43,23 @@ func untar(t *testing.T, file, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// eachTarEntry calls each with every entry of the tar stream r, in order,
+// and its contents.
+func eachTarEntry(t testing.TB, r io.Reader, each func(hdr *tar.Header, body io.Reader)) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		each(hdr, tr)
 	}
 }
 
@@ -191,21 +201,14 @@ func layerFiles(t *testing.T, l v1.Layer) map[string]layerFile {
 	}
 	defer rc.Close()
 	files := map[string]layerFile{}
-	tr := tar.NewReader(rc)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
+	eachTarEntry(t, rc, func(hdr *tar.Header, body io.Reader) {
+		data, err := io.ReadAll(body)
 		if err != nil {
 			t.Fatal(err)
 		}
 		files[hdr.Name] = layerFile{Header: hdr, data: data}
-	}
+	})
+	return files
 }
 
 func TestLayerTarAddsParentsAndLinks(t *testing.T) {
@@ -220,17 +223,9 @@ func TestLayerTarAddsParentsAndLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachTarEntry(t, bytes.NewReader(data), func(hdr *tar.Header, _ io.Reader) {
 		got = append(got, string(hdr.Typeflag)+" "+hdr.Name+" "+hdr.Linkname)
-	}
+	})
 	want := []string{"5 bin/ ", "2 bin/sh /bin/tool", "0 bin/tool "}
 	if !slices.Equal(got, want) {
 		t.Errorf("layer entries %q, want %q", got, want)

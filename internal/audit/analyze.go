@@ -31,6 +31,10 @@ func Hit(m *match.Matcher, ev *Event) coverage.Hit {
 	return coverage.NewHit(res, method, ev.Code(), Client(ev))
 }
 
+// ServiceAccountUserPrefix starts the user name of a service account's
+// token: "system:serviceaccount:NAMESPACE:NAME".
+const ServiceAccountUserPrefix = "system:serviceaccount:"
+
 // Client is the client an audit event names: its user and user agent.
 // Service account users ("system:serviceaccount:ns:name") also fill the
 // namespace and service account.
@@ -38,7 +42,7 @@ func Client(ev *Event) coverage.Client { return clientOf(ev.User.Username, ev.Us
 
 func clientOf(user, userAgent string) coverage.Client {
 	c := coverage.Client{User: user, UserAgent: userAgent}
-	if rest, ok := strings.CutPrefix(c.User, "system:serviceaccount:"); ok {
+	if rest, ok := strings.CutPrefix(c.User, ServiceAccountUserPrefix); ok {
 		if ns, sa, ok := strings.Cut(rest, ":"); ok {
 			c.Namespace, c.ServiceAccount = ns, sa
 		}
@@ -79,7 +83,7 @@ func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *
 		counts = append(counts, nil)
 		mu.Unlock()
 		return func(ev *Event) hitRef {
-			if opts.Select != nil && !opts.Select(ev.User.Username, objectNamespace(ev), ev.UserAgent) {
+			if opts.Select != nil && !opts.Select(ev.User.Username, ev.ObjectNamespace(), ev.UserAgent) {
 				return hitRef{w, -1}
 			}
 			return hitRef{w, t.intern(m, ev)}
@@ -109,12 +113,14 @@ func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *
 	return stats, nil
 }
 
-// objectNamespace is the namespace of the event's object, if it has one.
-func objectNamespace(ev *Event) string {
-	if ev.ObjectRef == nil {
+// ObjectNamespace is the namespace of the event's object, if it has one:
+// what a session's spec.audit.namespaces and coverage's --object-namespace
+// compare.
+func (e *Event) ObjectNamespace() string {
+	if e.ObjectRef == nil {
 		return ""
 	}
-	return ev.ObjectRef.Namespace
+	return e.ObjectRef.Namespace
 }
 
 // hitRef names a hit in a worker's table; a negative hit is a request

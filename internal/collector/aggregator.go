@@ -62,7 +62,8 @@ func NewAggregator() *Aggregator {
 func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore bool) (duplicate bool, persisted <-chan error, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s, err := a.arrived(session)
+	s, err := a.restored(session)
+	s.lastBatch = time.Now() // sidecars are alive, even if the batch waits
 	if err != nil {
 		return false, nil, err
 	}
@@ -89,7 +90,7 @@ func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore
 func (a *Aggregator) MergeAudit(session types.NamespacedName, d *coverage.Delta) (persisted <-chan error, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s, err := a.arrived(session)
+	s, err := a.restored(session)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +101,13 @@ func (a *Aggregator) MergeAudit(session types.NamespacedName, d *coverage.Delta)
 	return a.untilPersisted(session, s), nil
 }
 
-// arrived notes that results for a session arrived, and returns its
-// results, or errNotRestored (and asks for them to be loaded). a.mu is held.
-func (a *Aggregator) arrived(session types.NamespacedName) (*sessionResults, error) {
+// restored returns a session's results and errNotRestored (asking for them
+// to be loaded) until they are. a.mu is held.
+func (a *Aggregator) restored(session types.NamespacedName) (*sessionResults, error) {
 	s := a.session(session)
-	s.lastBatch = time.Now()
 	if !s.restored {
 		a.notify(session)
-		return nil, errNotRestored
+		return s, errNotRestored
 	}
 	return s, nil
 }

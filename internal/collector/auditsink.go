@@ -230,8 +230,10 @@ func (s *AuditSink) serve(r *http.Request) (result string, status int, err error
 	if err != nil {
 		return ResultUnavailable, http.StatusServiceUnavailable, err
 	}
-	// Everything that could fail is done before the batch goes through the
-	// Deduper, which would take a retried batch's events as duplicates.
+	// What could refuse the batch is checked before it goes through the
+	// Deduper, which would take a retried batch's events as duplicates;
+	// after it, only persisting may fail, and the requests are merged by
+	// then.
 	deltas := s.count(list.Items, sessions)
 	return s.merge(ctx, sessions, deltas, list)
 }
@@ -341,10 +343,7 @@ func (s *AuditSink) count(items []audit.Event, sessions []auditSession) []covera
 	deltas := make([]coverage.Delta, len(sessions))
 	for i := range counted {
 		ev := &counted[i]
-		ns := ""
-		if ev.ObjectRef != nil {
-			ns = ev.ObjectRef.Namespace
-		}
+		ns := ev.ObjectNamespace()
 		for i, session := range sessions {
 			if session.selector.Matches(ev.User.Username, ns, ev.UserAgent) {
 				deltas[i].Add(audit.Hit(session.matcher, ev))
@@ -363,17 +362,31 @@ func (s *AuditSink) merge(ctx context.Context, sessions []auditSession, deltas [
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	// Every session gets its requests before any wait: once counted, a
+	// batch's events are duplicates to the Deduper, so a session left out
+	// here would lose them for good when the batch is retried.
 	var requests int64
+	waits := make([]<-chan error, 0, len(sessions))
+	var mergeErr error
 	for i, session := range sessions {
 		persisted, err := s.Aggregator.MergeAudit(session.key, &deltas[i])
 		if err != nil {
-			return ResultUnavailable, http.StatusServiceUnavailable, err
+			// Only a session deleted since sessions() looked: its
+			// results are gone anyway.
+			mergeErr = errors.Join(mergeErr, err)
+			continue
 		}
 		requests += deltas[i].Requests
+		waits = append(waits, persisted)
+	}
+	if mergeErr != nil {
+		return ResultUnavailable, http.StatusServiceUnavailable, mergeErr
+	}
+	for i, persisted := range waits {
 		select {
 		case err := <-persisted:
 			if err != nil {
-				return ResultUnavailable, http.StatusServiceUnavailable, fmt.Errorf("persist results of %s: %w", session.key, err)
+				return ResultUnavailable, http.StatusServiceUnavailable, fmt.Errorf("persist results of %s: %w", sessions[i].key, err)
 			}
 		case <-deadline.C:
 			return ResultUnavailable, http.StatusServiceUnavailable, errors.New("results not persisted in time")

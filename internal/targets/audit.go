@@ -4,11 +4,8 @@ import (
 	"strings"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/audit"
 )
-
-// serviceAccountUserPrefix starts the user name of a service account's
-// token: "system:serviceaccount:NAMESPACE:NAME".
-const serviceAccountUserPrefix = "system:serviceaccount:"
 
 // AuditSelector is a session's spec.audit, parsed: which audited requests
 // the session counts.
@@ -33,7 +30,7 @@ func NewAuditSelector(session *snoopv1alpha1.SnoopSession) *AuditSelector {
 		}
 		for _, sa := range f.ServiceAccounts {
 			if ns, name, ok := strings.Cut(sa, "/"); ok {
-				sel.users[serviceAccountUserPrefix+ns+":"+name] = true
+				sel.users[audit.ServiceAccountUserPrefix+ns+":"+name] = true
 			}
 		}
 	}

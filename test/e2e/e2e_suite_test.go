@@ -36,11 +36,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"apisnoop.dev/kube-apisnoop/internal/scheme"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
+	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
 
 const (
@@ -67,15 +66,16 @@ var (
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
-	SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
-	SetDefaultEventuallyTimeout(2 * time.Minute)
 	RunSpecs(t, "kube-apisnoop e2e on a real node")
 }
 
 var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
-	// controller-runtime's client logs the API server's warnings.
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// The envtest suites' logger and defaults, with the longer waits of a
+	// real node (image pulls, pod starts).
+	suite.Configure()
+	SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+	SetDefaultEventuallyTimeout(2 * time.Minute)
 
 	kubeconfig := os.Getenv("KUBECONFIG")
 	Expect(kubeconfig).NotTo(BeEmpty(), "KUBECONFIG: run the suite with hack/node/node.sh exec (make e2e)")

@@ -180,10 +180,7 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 			GinkgoWriter.Println(kube("get", "pod", "-n", ns, pod.Name, "-o", "yaml"))
 
 			By("every call of the script succeeded")
-			Eventually(func() string {
-				out, _ := run(time.Minute, kubectl, "logs", "-n", ns, pod.Name, "-c", "app")
-				return out
-			}).Should(ContainSubstring(scriptDone))
+			Eventually(appLog(ns, pod.Name)).Should(ContainSubstring(scriptDone))
 			fmt.Fprintf(GinkgoWriter, "script log:\n%s\n", kube("logs", "-n", ns, pod.Name, "-c", "app"))
 
 			By("kubectl exec, with output and exit codes")
@@ -256,10 +253,7 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 			}).Should(Succeed())
 			Expect(initContainerNames(pod)).To(ConsistOf(targets.ProxyContainerName))
 			Expect(pod.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.0.1"}))
-			Eventually(func() string {
-				out, _ := run(time.Minute, kubectl, "logs", "-n", ns, pod.Name, "-c", "app")
-				return out
-			}).Should(ContainSubstring(scriptDone))
+			Eventually(appLog(ns, pod.Name)).Should(ContainSubstring(scriptDone))
 
 			Eventually(func(g Gomega) {
 				got := getSession(s)
@@ -292,10 +286,7 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 			pod := workload(ns, "demo", oneCall("get widgets.example.com"))
 			Expect(admin.Create(ctx, pod)).To(Succeed())
 
-			Eventually(func() string {
-				out, _ := run(time.Minute, kubectl, "logs", "-n", ns, pod.Name, "-c", "app")
-				return out
-			}).Should(ContainSubstring(scriptDone))
+			Eventually(appLog(ns, pod.Name)).Should(ContainSubstring(scriptDone))
 			Eventually(func(g Gomega) {
 				got := getSession(s)
 				st, _, err := results.Load(ctx, admin, got)
@@ -475,6 +466,15 @@ func workload(ns, name, script string) *corev1.Pod {
 			}},
 			Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 		},
+	}
+}
+
+// appLog polls the app container's log of a pod (empty while it cannot be
+// read).
+func appLog(ns, pod string) func() string {
+	return func() string {
+		out, _ := run(time.Minute, kubectl, "logs", "-n", ns, pod, "-c", "app")
+		return out
 	}
 }
 
