@@ -2,7 +2,7 @@ package fidelity
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -312,10 +312,9 @@ var _ = Describe("Matching fidelity", func() {
 			return !grown
 		}).WithPolling(500 * time.Millisecond).Should(BeTrue())
 
-		f, err := os.Open(auditLog)
-		Expect(err).NotTo(HaveOccurred())
-		defer f.Close()
-		reader := audit.NewReader(f)
+		// Read it the way kubectl snoop does: in parallel, one event per
+		// request. Events share the chunk's memory during the call, so each
+		// is copied out (the whole log of this test fits in memory).
 		var (
 			all      []disagreement
 			events   int
@@ -323,23 +322,25 @@ var _ = Describe("Matching fidelity", func() {
 			verbs    = map[string]int{}
 			unknowns = map[string]int{}
 		)
-		for {
-			ev, err := reader.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			Expect(err).NotTo(HaveOccurred())
-			events++
-			verbs[ev.Verb]++
-			all = append(all, compare(m, ev)...)
-			if res := audit.Match(m, ev); res.Operation != nil {
-				matched++
-			} else {
-				path, _, _ := strings.Cut(ev.RequestURI, "?")
-				unknowns[ev.Method()+" "+path]++
-			}
-		}
-		stats := reader.Stats()
+		source := audit.Source{Name: auditLog, Open: func() (io.ReadCloser, error) { return os.Open(auditLog) }}
+		stats, err := audit.Read(context.Background(), []audit.Source{source}, audit.Options{},
+			func() func(*audit.Event) audit.Event {
+				return func(ev *audit.Event) audit.Event {
+					return copyEvent(ev)
+				}
+			},
+			func(ev audit.Event) {
+				events++
+				verbs[ev.Verb]++
+				all = append(all, compare(m, &ev)...)
+				if res := audit.Match(m, &ev); res.Operation != nil {
+					matched++
+				} else {
+					path, _, _ := strings.Cut(ev.RequestURI, "?")
+					unknowns[ev.Method()+" "+path]++
+				}
+			})
+		Expect(err).NotTo(HaveOccurred())
 		GinkgoWriter.Printf("audit events: %d (lines %d, malformed %d), matched to an operation: %d, verbs: %v\n",
 			events, stats.Lines, stats.Malformed, matched, verbs)
 		GinkgoWriter.Printf("unknown to 1.37: %v\n", unknowns)
@@ -372,4 +373,14 @@ func joinDisagreements(ds []disagreement) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// copyEvent copies an event out of the memory of the chunk it was decoded
+// from.
+func copyEvent(ev *audit.Event) audit.Event {
+	var copied audit.Event
+	data, err := json.Marshal(ev)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(json.Unmarshal(data, &copied)).To(Succeed())
+	return copied
 }
