@@ -75,10 +75,14 @@ rules:
 
 // WithAuditLog makes the API server write a JSON audit log of every
 // request, at Metadata level, to the file AuditLog names.
-func WithAuditLog() Option {
+func WithAuditLog() Option { return WithAuditPolicy(metadataAuditPolicy) }
+
+// WithAuditPolicy is WithAuditLog with an audit policy of the test's own,
+// for tests that need bodies (Request or RequestResponse level).
+func WithAuditPolicy(auditPolicy string) Option {
 	return func(cp *ControlPlane) error {
 		policy := filepath.Join(cp.dir, "audit-policy.yaml")
-		if err := os.WriteFile(policy, []byte(metadataAuditPolicy), 0o600); err != nil {
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
 			return fmt.Errorf("write audit policy: %w", err)
 		}
 		cp.AuditLog = filepath.Join(cp.dir, "audit.log")
