@@ -103,6 +103,23 @@ func special(b []byte, i int) int {
 	return i
 }
 
+// specialOrHigh is special that also stops at a byte beyond ASCII, so
+// that a string it finds the end of needs no UTF-8 check.
+func specialOrHigh(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q := w ^ (lsb * '"')
+		e := w ^ (lsb * '\\')
+		if m := ((q - lsb) &^ q) | ((e - lsb) &^ e) | ((w - lsb*0x20) &^ w) | w; m&msb != 0 {
+			return i + bits.TrailingZeros64(m&msb)/8
+		}
+	}
+	for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 && b[i] < 0x80 {
+		i++
+	}
+	return i
+}
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -367,8 +384,8 @@ func (s *scanner) stringValue(dst *string) bool {
 	switch s.peek() {
 	case '"':
 		start := s.i
-		// Most hold no escape, and valid UTF-8.
-		if j := special(s.b, start+1); j < len(s.b) && s.b[j] == '"' && utf8.Valid(s.b[start+1:j]) {
+		// Most are ASCII with no escape: nothing to check but their bytes.
+		if j := specialOrHigh(s.b, start+1); j < len(s.b) && s.b[j] == '"' {
 			*dst = view(s.b[start+1 : j])
 			s.i = j + 1
 			return true

@@ -212,18 +212,24 @@ func (d *Deduper[T]) push(key idKey, st stage, v T) {
 }
 
 // settleOldest ends the n oldest open requests: counted at their
-// ResponseStarted, or incomplete.
+// ResponseStarted, or incomplete. It orders the open entries by their
+// indices, not copies of them (entries are mostly in order already), and
+// when all settle, empties the table at once.
 func (d *Deduper[T]) settleOldest(n int) {
-	var oldest []openEntry[T]
-	for _, e := range d.open.entries {
-		if e.seq != 0 {
-			oldest = append(oldest, e)
-		}
+	t := &d.open
+	oldest := make([]int32, 0, t.n)
+	t.each(func(i int32) { oldest = append(oldest, i) })
+	bySeq := func(a, b int32) int { return cmp.Compare(t.at(a).seq, t.at(b).seq) }
+	if !slices.IsSortedFunc(oldest, bySeq) {
+		slices.SortFunc(oldest, bySeq)
 	}
-	slices.SortFunc(oldest, func(a, b openEntry[T]) int { return cmp.Compare(a.seq, b.seq) })
-	for _, e := range oldest[:min(n, len(oldest))] {
-		slot, _ := d.open.find(&e.key)
-		d.open.delete(slot)
+	all := n >= len(oldest)
+	for _, i := range oldest[:min(n, len(oldest))] {
+		e := *t.at(i)
+		if !all {
+			slot, _ := t.find(&e.key)
+			t.delete(slot)
+		}
 		if e.stage == stageReceived {
 			d.stats.Incomplete++
 			continue
@@ -232,6 +238,9 @@ func (d *Deduper[T]) settleOldest(n int) {
 		d.stats.Requests++
 		d.stats.Open++
 		d.count(e.v)
+	}
+	if all {
+		t.reset()
 	}
 }
 
@@ -259,10 +268,7 @@ type idSet struct {
 func (s *idSet) index(k *idKey) int { return home(k, s.shift) }
 
 // home is k's slot in a table of 1<<(64-shift) slots.
-func home(k *idKey, shift uint) int {
-	lo, hi := binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
-	return int((lo*0x9e3779b97f4a7c15 ^ hi) * 0xbf58476d1ce4e5b9 >> shift)
-}
+func home(k *idKey, shift uint) int { return int(hashOf(k) >> shift) }
 
 func (s *idSet) has(k *idKey) bool {
 	if *k == (idKey{}) {
@@ -360,72 +366,100 @@ func keyOf(id string) idKey {
 
 // parseUUID reads a UUID written 8-4-4-4-12 in lower-case hex.
 func parseUUID(id string) (k idKey, ok bool) {
-	if len(id) != 36 {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
 		return k, false
 	}
-	j := 0
-	for i := 0; i < len(id); i += 2 {
-		switch i {
-		case 8, 13, 18, 23:
-			if id[i] != '-' {
-				return k, false
-			}
-			i++
-		}
-		hi, ok1 := unhex(id[i])
-		lo, ok2 := unhex(id[i+1])
-		if !ok1 || !ok2 {
-			return k, false
-		}
-		k[j] = hi<<4 | lo
-		j++
+	var bad byte
+	for j, i := range uuidDigits {
+		hi, lo := unhex[id[i]], unhex[id[i+1]]
+		bad |= hi | lo
+		k[j] = hi<<4 | lo&0xf
 	}
-	return k, true
+	return k, bad&0x10 == 0
 }
 
-// unhex takes lower-case hex digits only, so that an ID in upper case is
-// not mistaken for its lower-case twin.
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
+// uuidDigits are where the bytes of a UUID start in its text.
+var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// unhex is the value of a lower-case hex digit, 0x10 for any other byte,
+// so that an ID in upper case is not mistaken for its lower-case twin.
+var unhex = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = byte(c - '0')
+		case 'a' <= c && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 0x10
+		}
 	}
-	return 0, false
-}
+	return t
+}()
 
 // openTable maps the keys of open requests to their entries: open
 // addressing, linear probing, at most half full, deletion by shifting back.
+// A slot holds the upper half of its key's hash and the index of its
+// entry, so that a lookup mostly reads one slot of 8 bytes, and rarely an
+// entry. Entries live in blocks, which the table never moves or copies
+// as it grows.
 type openTable[T any] struct {
-	slots   []openSlot
-	shift   uint
-	n       int
-	entries []openEntry[T]
-	free    []int32
+	slots  []openSlot
+	shift  uint
+	n      int
+	blocks []*[openBlock]openEntry[T]
+	used   int32 // entries handed out, free ones among them
+	free   []int32
 }
 
+// openBlock is how many entries a block holds.
+const openBlock = 1 << 12
+
 type openSlot struct {
-	key idKey
-	idx int32 // entries index + 1; 0 is an empty slot
+	hash uint32 // the upper half of the key's hash
+	idx  int32  // entry index + 1; 0 is an empty slot
 }
+
+// hashOf is k's hash; home is its upper bits.
+func hashOf(k *idKey) uint64 {
+	lo, hi := binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
+	return (lo*0x9e3779b97f4a7c15 ^ hi) * 0xbf58476d1ce4e5b9
+}
+
+// at is entry i.
+func (t *openTable[T]) at(i int32) *openEntry[T] { return &t.blocks[i/openBlock][i%openBlock] }
+
+// home is the slot a hash's upper half starts at (tables have fewer than
+// 1<<32 slots).
+func (t *openTable[T]) home(h uint32) int { return int(h >> (t.shift - 32)) }
 
 func (t *openTable[T]) find(k *idKey) (int, bool) {
 	if t.n == 0 {
 		return 0, false
 	}
+	h := uint32(hashOf(k) >> 32)
 	mask := len(t.slots) - 1
-	for i := home(k, t.shift); ; i = (i + 1) & mask {
-		if t.slots[i].idx == 0 {
+	for i := t.home(h); ; i = (i + 1) & mask {
+		s := t.slots[i]
+		if s.idx == 0 {
 			return 0, false
 		}
-		if t.slots[i].key == *k {
+		if s.hash == h && t.at(s.idx-1).key == *k {
 			return i, true
 		}
 	}
 }
 
-func (t *openTable[T]) entry(slot int) *openEntry[T] { return &t.entries[t.slots[slot].idx-1] }
+func (t *openTable[T]) entry(slot int) *openEntry[T] { return t.at(t.slots[slot].idx - 1) }
+
+// each calls f with the index of every entry in use.
+func (t *openTable[T]) each(f func(i int32)) {
+	for i := range t.used {
+		if t.at(i).seq != 0 {
+			f(i)
+		}
+	}
+}
 
 // insert adds a key the table does not hold.
 func (t *openTable[T]) insert(k *idKey, e openEntry[T]) {
@@ -436,18 +470,22 @@ func (t *openTable[T]) insert(k *idKey, e openEntry[T]) {
 	if n := len(t.free); n > 0 {
 		idx = t.free[n-1]
 		t.free = t.free[:n-1]
-		t.entries[idx] = e
 	} else {
-		idx = int32(len(t.entries))
-		t.entries = append(t.entries, e)
+		idx = t.used
+		t.used++
+		if int(idx/openBlock) == len(t.blocks) {
+			t.blocks = append(t.blocks, new([openBlock]openEntry[T]))
+		}
 	}
-	t.place(openSlot{*k, idx + 1})
+	e.key = *k
+	*t.at(idx) = e
+	t.place(openSlot{uint32(hashOf(k) >> 32), idx + 1})
 	t.n++
 }
 
 func (t *openTable[T]) place(s openSlot) {
 	mask := len(t.slots) - 1
-	i := home(&s.key, t.shift)
+	i := t.home(s.hash)
 	for t.slots[i].idx != 0 {
 		i = (i + 1) & mask
 	}
@@ -470,14 +508,13 @@ func (t *openTable[T]) grow() {
 // longer be found.
 func (t *openTable[T]) delete(slot int) {
 	idx := t.slots[slot].idx - 1
-	var zero openEntry[T]
-	t.entries[idx] = zero
+	*t.at(idx) = openEntry[T]{}
 	t.free = append(t.free, idx)
 	t.n--
 	mask := len(t.slots) - 1
 	i := slot
 	for j := (i + 1) & mask; t.slots[j].idx != 0; j = (j + 1) & mask {
-		h := home(&t.slots[j].key, t.shift)
+		h := t.home(t.slots[j].hash)
 		// The key at j stays if its home is cyclically in (i, j].
 		if i <= j && i < h && h <= j || i > j && (i < h || h <= j) {
 			continue
@@ -487,8 +524,17 @@ func (t *openTable[T]) delete(slot int) {
 	}
 	t.slots[i] = openSlot{}
 	if t.n == 0 {
-		t.entries, t.free = t.entries[:0], t.free[:0]
+		t.used, t.free = 0, t.free[:0]
 	}
+}
+
+// reset empties the table, keeping its memory.
+func (t *openTable[T]) reset() {
+	clear(t.slots)
+	for i := range t.used {
+		*t.at(i) = openEntry[T]{}
+	}
+	t.n, t.used, t.free = 0, 0, t.free[:0]
 }
 
 // touch reads k's slot.
@@ -496,5 +542,5 @@ func (t *openTable[T]) touch(k *idKey) uint64 {
 	if t.n == 0 {
 		return 0
 	}
-	return uint64(t.slots[home(k, t.shift)].idx)
+	return uint64(t.slots[t.home(uint32(hashOf(k)>>32))].idx)
 }

@@ -85,8 +85,8 @@ func TestDeduperMemoryIsBounded(t *testing.T) {
 		d.Add(id, StageRequestReceived, 0)
 		d.Add(id, StageResponseComplete, i)
 	}
-	if d.open.n != 0 || len(d.open.entries) != 0 || len(d.open.slots) > 1024 {
-		t.Errorf("open %d, entries %d, slots %d", d.open.n, len(d.open.entries), len(d.open.slots))
+	if d.open.n != 0 || d.open.used != 0 || len(d.open.blocks) > 1 || len(d.open.slots) > 1024 {
+		t.Errorf("open %d, entries %d in %d blocks, slots %d", d.open.n, d.open.used, len(d.open.blocks), len(d.open.slots))
 	}
 }
 

@@ -72,7 +72,7 @@ const aheadPerSource = 64
 
 // chunkSize is the size of the chunks workers decode (a variable for
 // tests).
-var chunkSize = 1 << 20
+var chunkSize = 1 << 19
 
 // rec is one event of a chunk, as the sequencer needs it.
 type rec[T any] struct {
