@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/connect"
 	"apisnoop.dev/kube-apisnoop/internal/sidecar"
 )
 
@@ -24,7 +25,7 @@ func main() {
 	}
 	// controller-runtime registers --kubeconfig on the standard flag set.
 	root.PersistentFlags().AddGoFlagSet(flag.CommandLine)
-	root.AddCommand(newManagerCommand(), sidecar.NewCommand("proxy"), newIPTablesCommand())
+	root.AddCommand(newManagerCommand(), sidecar.NewCommand("proxy", connect.Run), newIPTablesCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root.SetContext(ctx)

@@ -16,7 +16,9 @@ import (
 )
 
 func main() {
-	root := sidecar.NewCommand("snoop-proxy")
+	// No CONNECT mode: it links goproxy, and pods reach the proxy through
+	// the redirect or the environment, never through HTTPS_PROXY.
+	root := sidecar.NewCommand("snoop-proxy", nil)
 	root.SilenceUsage, root.SilenceErrors = true, true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

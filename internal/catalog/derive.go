@@ -5,18 +5,19 @@ import (
 	"strings"
 )
 
-// rawOperation is one operation as read from an OpenAPI document, before
-// any derivation. Both FromOpenAPIV2 and FromOpenAPIV3 reduce their input to
-// this shape so that the derivation rules exist exactly once.
-type rawOperation struct {
+// RawOperation is one operation as read from an OpenAPI document, before
+// any derivation. FromOpenAPIV2 and the readers of other document formats
+// (package openapiv3) reduce their input to this shape so that the
+// derivation rules exist exactly once.
+type RawOperation struct {
 	ID          string
-	Method      string
+	Method      string // lower case, as the document's path-item key
 	Path        string
 	Description string
 	Tags        []string
 	Deprecated  bool
-	Action      string
-	Kind        string
+	Action      string // x-kubernetes-action
+	Kind        string // the kind of x-kubernetes-group-version-kind
 }
 
 // VersionLevel parses a Kubernetes API version strictly: "v1", "v2" are
@@ -154,7 +155,7 @@ func isParameter(segment string) bool {
 // bestGroupLevels returns, per API group, the most stable level among the
 // versions the group serves, judged from the /apis/<group>/<version>/...
 // paths present. This is the level of the group's discovery endpoint.
-func bestGroupLevels(raws []rawOperation) map[string]Level {
+func bestGroupLevels(raws []RawOperation) map[string]Level {
 	best := map[string]Level{}
 	for _, raw := range raws {
 		shape := shapeOf(raw.Path)
@@ -175,7 +176,7 @@ func bestGroupLevels(raws []rawOperation) map[string]Level {
 // operations so marked are the legacy watch operations, whose description
 // reads "watch changes to ... deprecated: use the 'watch' parameter with a
 // list operation instead".
-func isDeprecated(raw rawOperation) bool {
+func isDeprecated(raw RawOperation) bool {
 	return raw.Deprecated || strings.Contains(strings.ToLower(raw.Description), "deprecated")
 }
 
@@ -192,7 +193,7 @@ func isWatch(action, id string, shape pathShape) bool {
 
 // build applies the derivation rules to raw operations. lists may be empty,
 // in which case only the rule-based eligibility applies.
-func build(raws []rawOperation, release string, lists ConformanceLists) *Catalog {
+func build(raws []RawOperation, release string, lists ConformanceLists) *Catalog {
 	groupLevels := bestGroupLevels(raws)
 	operations := make([]Operation, 0, len(raws))
 	for _, raw := range raws {

@@ -83,7 +83,7 @@ func TestShapeOf(t *testing.T) {
 // TestLevelDerivation checks levels in context: discovery endpoints depend
 // on the versions the document serves.
 func TestLevelDerivation(t *testing.T) {
-	raws := []rawOperation{
+	raws := []RawOperation{
 		{ID: "getBetaonlyAPIGroup", Method: "get", Path: "/apis/betaonly.example.com/"},
 		{ID: "getBetaonlyV1beta1APIResources", Method: "get", Path: "/apis/betaonly.example.com/v1beta1/"},
 		{ID: "listBetaonlyV1beta1Thing", Method: "get", Path: "/apis/betaonly.example.com/v1beta1/things"},
@@ -143,7 +143,7 @@ func TestLevelDerivation(t *testing.T) {
 }
 
 func TestEligibilityRules(t *testing.T) {
-	raws := []rawOperation{
+	raws := []RawOperation{
 		{ID: "readCoreV1NamespacedPod", Method: "get", Path: "/api/v1/namespaces/{namespace}/pods/{name}", Action: "get"},
 		{ID: "watchCoreV1NamespacedPod", Method: "get", Path: "/api/v1/watch/namespaces/{namespace}/pods/{name}", Action: "watch",
 			Description: "watch changes to an object of kind Pod. deprecated: use the 'watch' parameter with a list operation instead, filtered to a single item with the 'fieldSelector' parameter."},

@@ -4,9 +4,9 @@
 // and conformance eligibility. Catalogs are generated from the
 // k8s.io/kubernetes module (api/openapi-spec/swagger.json and
 // test/conformance/testdata/*.yaml) by hack/gen-catalog and embedded,
-// zstd-compressed, in data/. FromOpenAPIV2 and FromOpenAPIV3 apply the same
-// derivation to a live cluster's documents, which also cover custom
-// resources and aggregated APIs.
+// zstd-compressed, in data/. FromOpenAPIV2, and package openapiv3 for OpenAPI
+// v3, apply the same derivation to a live cluster's documents, which also
+// cover custom resources and aggregated APIs.
 //
 // # Levels
 //

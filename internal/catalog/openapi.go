@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/getkin/kin-openapi/openapi3"
 )
 
 // httpMethods are the path-item keys that hold operations, in the order
@@ -51,7 +49,7 @@ func fromOpenAPIV2(doc []byte, release string, lists ConformanceLists) (*Catalog
 	if !strings.HasPrefix(swagger.Swagger, "2.") {
 		return nil, fmt.Errorf("parse openapi v2 document: swagger version %q is not 2.x", swagger.Swagger)
 	}
-	var raws []rawOperation
+	var raws []RawOperation
 	for _, path := range sortedKeys(swagger.Paths) {
 		item := swagger.Paths[path]
 		for _, method := range httpMethods {
@@ -63,7 +61,7 @@ func fromOpenAPIV2(doc []byte, release string, lists ConformanceLists) (*Catalog
 			if err := json.Unmarshal(text, &op); err != nil {
 				return nil, fmt.Errorf("parse operation %s %s: %w", method, path, err)
 			}
-			raw := rawOperation{
+			raw := RawOperation{
 				ID: op.OperationID, Method: method, Path: path,
 				Description: op.Description, Tags: op.Tags, Deprecated: op.Deprecated,
 				Action: op.Action,
@@ -81,41 +79,11 @@ func fromOpenAPIV2(doc []byte, release string, lists ConformanceLists) (*Catalog
 	return build(raws, release, lists), nil
 }
 
-// FromOpenAPIV3 derives a catalog from OpenAPI v3 documents, as served by a
-// live cluster under /openapi/v3/<path>, keyed by that path ("api/v1",
-// "apis/apps/v1", "apis/example.com/v1beta1", "version"). Unlike the
-// embedded catalogs this includes custom resources and aggregated APIs.
-// They follow the same rules as built-in APIs: Level from their version,
-// eligible when stable, not deprecated and not listed. release and the
-// conformance lists work as in FromOpenAPIV2.
-func FromOpenAPIV3(docs map[string][]byte, release string) (*Catalog, error) {
+// FromRawOperations derives a catalog from operations read from OpenAPI
+// documents by a reader outside this package (see package openapiv3).
+// release and the conformance lists work as in FromOpenAPIV2.
+func FromRawOperations(raws []RawOperation, release string) (*Catalog, error) {
 	release = NormalizeRelease(release)
-	var raws []rawOperation
-	for _, name := range sortedKeys(docs) {
-		loader := openapi3.NewLoader() // never follows external references
-		doc, err := loader.LoadFromData(docs[name])
-		if err != nil {
-			return nil, fmt.Errorf("parse openapi v3 document %s: %w", name, err)
-		}
-		if doc.Paths == nil {
-			continue
-		}
-		items := doc.Paths.Map()
-		for _, path := range sortedKeys(items) {
-			for _, method := range httpMethods {
-				op := items[path].GetOperation(strings.ToUpper(method))
-				if op == nil {
-					continue
-				}
-				raws = append(raws, rawOperation{
-					ID: op.OperationID, Method: method, Path: path,
-					Description: op.Description, Tags: op.Tags, Deprecated: op.Deprecated,
-					Action: stringExtension(op.Extensions, "x-kubernetes-action"),
-					Kind:   gvkKind(op.Extensions["x-kubernetes-group-version-kind"]),
-				})
-			}
-		}
-	}
 	raws, err := checkOperationIDs(raws)
 	if err != nil {
 		return nil, err
@@ -128,8 +96,8 @@ func FromOpenAPIV3(docs map[string][]byte, release string) (*Catalog, error) {
 // checkOperationIDs drops exact repeats (a path served in two v3 documents)
 // and rejects operations without an ID or one ID used for two operations,
 // since the ID is the key coverage is counted by.
-func checkOperationIDs(raws []rawOperation) ([]rawOperation, error) {
-	seen := make(map[string]rawOperation, len(raws))
+func checkOperationIDs(raws []RawOperation) ([]RawOperation, error) {
+	seen := make(map[string]RawOperation, len(raws))
 	unique := raws[:0]
 	for _, raw := range raws {
 		if raw.ID == "" {
@@ -146,21 +114,6 @@ func checkOperationIDs(raws []rawOperation) ([]rawOperation, error) {
 		unique = append(unique, raw)
 	}
 	return unique, nil
-}
-
-func stringExtension(extensions map[string]any, name string) string {
-	value, _ := extensions[name].(string)
-	return value
-}
-
-// gvkKind reads the kind of an x-kubernetes-group-version-kind extension,
-// which kin-openapi leaves as decoded JSON.
-func gvkKind(value any) string {
-	if object, ok := value.(map[string]any); ok {
-		kind, _ := object["kind"].(string)
-		return kind
-	}
-	return ""
 }
 
 // embeddedLists returns the conformance lists of the embedded catalog of a

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
 
@@ -20,6 +21,9 @@ type exchange struct {
 	base        record.Event // the fields known when the request arrives
 	longRunning bool
 	watch       bool
+	// streaming says every write of the response must reach the client at
+	// once; other responses are coalesced (see recordingWriter).
+	streaming bool
 
 	status   int
 	upgraded bool
@@ -32,9 +36,10 @@ type exchange struct {
 // begin starts recording a request. Only the User-Agent is taken from the
 // headers: events never carry any other header.
 func (p *Proxy) begin(r *http.Request) *exchange {
+	info, _ := match.NewRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
 	ex := &exchange{
 		proxy: p,
-		watch: isWatch(r.Method, r.URL),
+		watch: isWatch(info),
 		base: record.Event{
 			ID:        p.nextID.Add(1),
 			Time:      time.Now(),
@@ -45,6 +50,7 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 		},
 	}
 	ex.longRunning = ex.watch || isUpgrade(r.Header)
+	ex.streaming = ex.longRunning || streams(info)
 	ex.base.Client = p.identity
 	if p.keepBodies {
 		ex.body = &bodyCapture{limit: p.maxBody}
@@ -58,8 +64,25 @@ func (ex *exchange) wrapRequestBody(body io.ReadCloser) io.ReadCloser {
 	return &countingBody{ReadCloser: body, n: &ex.bytesIn, capture: ex.body}
 }
 
-func (ex *exchange) wrapResponseWriter(w http.ResponseWriter) http.ResponseWriter {
-	return &recordingWriter{ResponseWriter: w, ex: ex}
+func (ex *exchange) wrapResponseWriter(w http.ResponseWriter) *recordingWriter {
+	return &recordingWriter{ResponseWriter: w, ex: ex, coalesce: !ex.streaming}
+}
+
+// streams reports whether a request that is neither a watch nor an upgrade
+// may still be answered with a stream: what the API server passes through
+// from elsewhere (the proxy subresources and the deprecated /proxy/ prefix,
+// container logs, which kubectl logs -f follows, exec, attach and
+// port-forward over SPDY or WebSocket). Every other answer is complete when
+// the API server sends it.
+func streams(info match.RequestInfo) bool {
+	if info.Verb == "proxy" {
+		return true
+	}
+	switch info.Subresource {
+	case "proxy", "log", "exec", "attach", "portforward":
+		return true
+	}
+	return false
 }
 
 // responseStarted is called when the status line is committed.
@@ -157,10 +180,84 @@ func (c *bodyCapture) snapshot() ([]byte, bool) {
 // recordingWriter sees the status and counts the response bytes on their way
 // to the client. ReverseProxy flushes and hijacks through
 // http.ResponseController, which finds the underlying writer via Unwrap.
+//
+// A response that is not a stream is coalesced: ReverseProxy writes each
+// piece as it arrives from the API server and, when the length is unknown
+// (lists, which the API server encodes item by item), flushes after each,
+// which costs a TLS record and a write system call per piece of a few KiB.
+// Instead, the pieces are gathered in a buffer of coalesceSize, flushes are
+// dropped, and the buffer goes to the client when full and when the
+// response ends (drain). Nothing reaches the client later than the end of
+// the response, and streams (watches, logs, exec, proxy) are never held.
 type recordingWriter struct {
 	http.ResponseWriter
 	ex          *exchange
 	wroteHeader bool
+	coalesce    bool
+	buf         *[]byte // from coalesceBuffers while coalescing
+}
+
+// coalesceSize is the largest write a coalesced response makes: a TLS
+// record carries at most 16 KiB, so a write of 32 KiB is two records and,
+// as the server's buffers are smaller, goes out with few system calls.
+const coalesceSize = 32 << 10
+
+var coalesceBuffers = sync.Pool{New: func() any {
+	buf := make([]byte, 0, coalesceSize)
+	return &buf
+}}
+
+// writeOut writes p to the client and counts what went.
+func (w *recordingWriter) writeOut(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.ex.bytesOut.Add(int64(n))
+	return n, err
+}
+
+// sendBuffered writes what is gathered to the client.
+func (w *recordingWriter) sendBuffered() error {
+	if w.buf == nil || len(*w.buf) == 0 {
+		return nil
+	}
+	_, err := w.writeOut(*w.buf)
+	*w.buf = (*w.buf)[:0]
+	return err
+}
+
+// drain sends what is gathered and gives the buffer back. The proxy calls
+// it when ReverseProxy is done with the response.
+func (w *recordingWriter) drain() error {
+	if w.buf == nil {
+		return nil
+	}
+	err := w.sendBuffered()
+	coalesceBuffers.Put(w.buf)
+	w.buf = nil
+	return err
+}
+
+// gather adds p to the buffer, sending it whenever it is full.
+func (w *recordingWriter) gather(p []byte) (int, error) {
+	if w.buf == nil {
+		w.buf = coalesceBuffers.Get().(*[]byte)
+	}
+	written := 0
+	for len(p) > 0 {
+		if len(*w.buf) == cap(*w.buf) {
+			if err := w.sendBuffered(); err != nil {
+				return written, err
+			}
+		}
+		if len(*w.buf) == 0 && len(p) >= cap(*w.buf) {
+			n, err := w.writeOut(p) // as large as the buffer: no copy
+			return written + n, err
+		}
+		n := min(cap(*w.buf)-len(*w.buf), len(p))
+		*w.buf = append(*w.buf, p[:n]...)
+		written += n
+		p = p[n:]
+	}
+	return written, nil
 }
 
 func (w *recordingWriter) WriteHeader(code int) {
@@ -176,8 +273,10 @@ func (w *recordingWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	n, err := w.ResponseWriter.Write(p)
-	w.ex.bytesOut.Add(int64(n))
+	if w.coalesce {
+		return w.gather(p)
+	}
+	n, err := w.writeOut(p)
 	if w.ex.events != nil {
 		w.ex.events.feed(p[:n])
 	}
@@ -191,6 +290,9 @@ func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter
 func (w *recordingWriter) Flush() { _ = w.FlushError() }
 
 func (w *recordingWriter) FlushError() error {
+	if w.coalesce {
+		return nil // the response ends soon; drain sends it
+	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 

@@ -34,10 +34,13 @@ type Config struct {
 	// must see to it (see resttransport.For).
 	Transport http.RoundTripper
 	// UpgradeTransport carries requests with "Connection: Upgrade" (exec,
-	// attach, port-forward over WebSocket or SPDY). It must speak HTTP/1.1
-	// only, because 101 Switching Protocols does not exist in HTTP/2. When
-	// nil and Transport is an *http.Transport, a copy of it with HTTP/2
-	// disabled is used; for any other Transport it is required.
+	// attach, port-forward over WebSocket or SPDY), and every other request
+	// that is not a watch: watches go over Transport (see
+	// upgradeAwareTransport). It must speak HTTP/1.1 only, because 101
+	// Switching Protocols does not exist in HTTP/2. When nil and Transport
+	// is an *http.Transport, a copy of it with HTTP/2 disabled is used; for
+	// any other Transport it is required. It must not add compression
+	// either; New turns it off in an *http.Transport.
 	UpgradeTransport http.RoundTripper
 	// Observer receives the events; nil records nothing.
 	Observer record.Observer
@@ -85,6 +88,11 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build proxy: %w", err)
 	}
+	if t, ok := upgrade.(*http.Transport); ok && !t.DisableCompression {
+		t = t.Clone()
+		t.DisableCompression = true
+		upgrade = t
+	}
 	p := &Proxy{
 		observer:   cfg.Observer,
 		identity:   cfg.Identity,
@@ -106,9 +114,11 @@ func New(cfg Config) (*Proxy, error) {
 		Transport: &upgradeAwareTransport{normal: cfg.Transport, upgrade: upgrade},
 		// No periodic flushing: ReverseProxy already flushes every write of
 		// a response of unknown length (watches, logs -f, chunked lists),
-		// so watch events reach the client as the API server sends them.
-		// Flushing responses of known length too would cost a write and an
-		// HTTP/2 frame per request and show the client nothing sooner.
+		// so watch events reach the client as the API server sends them;
+		// the recording writer drops those flushes for answers that are no
+		// stream (see recordingWriter). Flushing responses of known length
+		// too would cost a write and an HTTP/2 frame per request and show
+		// the client nothing sooner.
 		FlushInterval: 0,
 		ErrorHandler:  p.writeUpstreamError,
 		ErrorLog:      cfg.ErrorLog,
@@ -163,7 +173,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = ex.wrapRequestBody(r.Body)
 	}
-	p.reverse.ServeHTTP(ex.wrapResponseWriter(w), r)
+	rw := ex.wrapResponseWriter(w)
+	p.reverse.ServeHTTP(rw, r)
+	// The coalesced rest goes out before the handler returns, so that the
+	// server's end of the response (the last chunk, trailers) follows it.
+	_ = rw.drain()
 }
 
 // writeUpstreamError answers a request the upstream could not serve with a

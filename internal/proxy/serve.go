@@ -39,9 +39,19 @@ func withDrain(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 }
 
-// newServer returns an http.Server speaking HTTP/2 and HTTP/1.1 whose
-// requests see the drain signal, and the function that raises it.
-func newServer(h http.Handler, tlsConfig *tls.Config) (*http.Server, context.CancelFunc) {
+// Server is an http.Server speaking HTTP/2 and HTTP/1.1 whose requests see
+// a drain signal, raised when it shuts down: long-running requests (watches,
+// upgraded streams) end at once, others get shutdownGrace to finish. Serve
+// and ServeTLS use one; so does the CONNECT mode for its intercepted
+// connections.
+type Server struct {
+	HTTP       *http.Server
+	startDrain context.CancelFunc
+}
+
+// NewServer returns a Server of h. tlsConfig may be nil when the listener
+// hands out TLS connections already.
+func NewServer(h http.Handler, tlsConfig *tls.Config) *Server {
 	drain, startDrain := context.WithCancel(context.Background())
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -56,7 +66,7 @@ func newServer(h http.Handler, tlsConfig *tls.Config) (*http.Server, context.Can
 			return context.WithValue(context.Background(), drainKey{}, drain)
 		},
 	}
-	return srv, startDrain
+	return &Server{HTTP: srv, startDrain: startDrain}
 }
 
 // Serve serves h over TLS with cert on ln until ctx is done, then shuts down
@@ -73,34 +83,36 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Certif
 // ServeTLS is Serve with a TLS configuration of the caller's, for
 // certificates that change while serving (GetCertificate).
 func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config) error {
-	srv, startDrain := newServer(h, tlsConfig)
-	return serveUntilDone(ctx, srv, startDrain, func() error { return srv.ServeTLS(ln, "", "") })
+	srv := NewServer(h, tlsConfig)
+	return srv.ServeUntilDone(ctx, func(hs *http.Server) error { return hs.ServeTLS(ln, "", "") })
 }
 
-// serveUntilDone runs serve until it fails or ctx is done, and then shuts
-// srv down.
-func serveUntilDone(ctx context.Context, srv *http.Server, startDrain context.CancelFunc, serve func() error) error {
+// ServeUntilDone runs serve (one of the http.Server's Serve methods on a
+// listener) until it fails or ctx is done, and then shuts down.
+func (s *Server) ServeUntilDone(ctx context.Context, serve func(*http.Server) error) error {
 	served := make(chan error, 1)
-	go func() { served <- serve() }()
+	go func() { served <- serve(s.HTTP) }()
 	select {
 	case err := <-served:
-		startDrain()
+		s.startDrain()
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
 		return fmt.Errorf("serve proxy: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdown(srv, startDrain)
+	return s.Shutdown()
 }
 
-func shutdown(srv *http.Server, startDrain context.CancelFunc) error {
-	startDrain()
+// Shutdown raises the drain signal, gives requests shutdownGrace to finish
+// and closes what is left.
+func (s *Server) Shutdown() error {
+	s.startDrain()
 	graceCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(graceCtx); err != nil {
+	if err := s.HTTP.Shutdown(graceCtx); err != nil {
 		// Grace is over: cut the stragglers.
-		_ = srv.Close()
+		_ = s.HTTP.Close()
 		return fmt.Errorf("shut down proxy: %w", err)
 	}
 	return nil

@@ -2,17 +2,15 @@ package proxy
 
 import (
 	"encoding/binary"
-	"net/url"
 	"strings"
 
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
 
 // isWatch reports whether a request is a watch, by the API server's own
-// rules (match.NewRequestInfo): a "watch" query parameter it reads as true on
-// a collection, or the deprecated /watch/ path prefix.
-func isWatch(method string, u *url.URL) bool {
-	info, _ := match.NewRequestInfo(method, u.Path, u.RawQuery)
+// rules (info is match.NewRequestInfo's): a "watch" query parameter it reads
+// as true on a collection, or the deprecated /watch/ path prefix.
+func isWatch(info match.RequestInfo) bool {
 	return info.Verb == "watch"
 }
 

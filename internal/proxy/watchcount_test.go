@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"apisnoop.dev/kube-apisnoop/internal/match"
 )
 
 func TestIsWatch(t *testing.T) {
@@ -30,7 +32,8 @@ func TestIsWatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := isWatch(http.MethodGet, u); got != want {
+		info, _ := match.NewRequestInfo(http.MethodGet, u.Path, u.RawQuery)
+		if got := isWatch(info); got != want {
 			t.Errorf("isWatch(%s) = %v, want %v", raw, got, want)
 		}
 	}

@@ -55,12 +55,23 @@ type proxyOptions struct {
 	keepBodies               bool
 	profiling                bool
 	maxBodyBytes             int
+	connect                  ConnectMode
 }
 
+// ConnectMode serves the CONNECT mode on ln until ctx ends: a plain-HTTP
+// proxy for clients that honour HTTPS_PROXY, whose tunnels to the intercept
+// hosts (host:port) are served by handler, presenting the certificate
+// getCertificate gives; other tunnels pass untouched. It is package
+// connect's Run. The sidecar binary has none, because it would link goproxy
+// into every recorded pod; `apisnoop proxy` has it.
+type ConnectMode func(ctx context.Context, ln net.Listener, intercept []string, handler http.Handler,
+	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)) error
+
 // NewCommand is the proxy command; use names it ("proxy" under apisnoop,
-// "snoop-proxy" as the sidecar binary's root).
-func NewCommand(use string) *cobra.Command {
-	o := proxyOptions{}
+// "snoop-proxy" as the sidecar binary's root). With connect, it also has
+// --connect-listen.
+func NewCommand(use string, connect ConnectMode) *cobra.Command {
+	o := proxyOptions{connect: connect}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: "Run the recording proxy: the sidecar of injected pods",
@@ -75,7 +86,9 @@ request unknown.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", ":15443", "address the TLS proxy listens on")
-	f.StringVar(&o.connectListen, "connect-listen", "", "also serve a CONNECT proxy here (plain HTTP, for clients that honour HTTPS_PROXY): tunnels to the upstream are recorded, others pass untouched")
+	if connect != nil {
+		f.StringVar(&o.connectListen, "connect-listen", "", "also serve a CONNECT proxy here (plain HTTP, for clients that honour HTTPS_PROXY): tunnels to the upstream are recorded, others pass untouched")
+	}
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:15020", "address of /healthz, /readyz and /metrics (plain HTTP)")
 	f.StringVar(&o.resultsListen, "results-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(resultsPort)), "loopback address of /results (plain HTTP); empty serves none")
 	f.StringVar(&o.certFile, "cert-file", "", "serving certificate (PEM), re-read when it changes")
@@ -232,18 +245,12 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		g.Go(func() error { shipper.Run(ctx); return nil })
 	}
 	if o.connectListen != "" {
-		connect, err := proxy.NewConnect(proxy.ConnectConfig{
-			Intercept: []string{upstream.Host, "kubernetes.default.svc:443", "kubernetes.default.svc.cluster.local:443", "kubernetes.default:443", "kubernetes:443"},
-			Handler:   p, GetCertificate: serving.GetCertificate,
-		})
-		if err != nil {
-			return err
-		}
 		connectLn, err := net.Listen("tcp", o.connectListen)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", o.connectListen, err)
 		}
-		g.Go(func() error { return connect.Serve(ctx, connectLn) })
+		intercept := []string{upstream.Host, "kubernetes.default.svc:443", "kubernetes.default.svc.cluster.local:443", "kubernetes.default:443", "kubernetes:443"}
+		g.Go(func() error { return o.connect(ctx, connectLn, intercept, p, serving.GetCertificate) })
 	}
 	log.Printf("Recording proxy on %s for %s, matching against Kubernetes %s (%d operations)", ln.Addr(), upstream, cat.Release, len(cat.Operations))
 	return g.Wait()

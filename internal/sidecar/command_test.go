@@ -115,7 +115,7 @@ func TestCheckLoopback(t *testing.T) {
 
 func TestRefusesResultsOnThePodNetwork(t *testing.T) {
 	keepRuntime(t)
-	cmd := NewCommand("snoop-proxy")
+	cmd := NewCommand("snoop-proxy", nil)
 	cmd.SetArgs([]string{"--upstream", "https://127.0.0.1:1", "--results-listen", ":15021"})
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	if err := cmd.Execute(); !errors.Is(err, errNotLoopback) {
@@ -143,7 +143,7 @@ func TestUnknownReleaseStillProxies(t *testing.T) {
 	}
 	certPEM, keyPEM := selfSigned(t)
 	listen, admin, results := freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := NewCommand("snoop-proxy")
+	cmd := NewCommand("snoop-proxy", nil)
 	cmd.SetArgs([]string{
 		"--listen", listen, "--admin-listen", admin, "--results-listen", results,
 		"--upstream", upstream.URL,

@@ -22,6 +22,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/catalog/openapiv3"
 )
 
 // DefaultClusterTTL is how long the live cluster's catalog is used before
@@ -107,7 +108,7 @@ func (r *Resolver) clusterCatalog(ctx context.Context) (*catalog.Catalog, error)
 	if err != nil {
 		return nil, err
 	}
-	c, err := catalog.FromOpenAPIV3(docs, version.GitVersion)
+	c, err := openapiv3.FromDocuments(docs, version.GitVersion)
 	if err != nil {
 		return nil, fmt.Errorf("build cluster catalog: %w", err)
 	}

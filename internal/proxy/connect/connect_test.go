@@ -1,4 +1,4 @@
-package proxy
+package connect
 
 import (
 	"bufio"
@@ -18,9 +18,9 @@ import (
 func startConnect(t testing.TB, apiServer string, handler http.Handler) (*url.URL, *testCA) {
 	t.Helper()
 	ca := newTestCA(t)
-	cp, err := NewConnect(ConnectConfig{Intercept: []string{mustURL(t, apiServer).Host}, Handler: handler, CA: &ca.cert})
+	cp, err := New(Config{Intercept: []string{mustURL(t, apiServer).Host}, Handler: handler, CA: &ca.cert})
 	if err != nil {
-		t.Fatalf("NewConnect: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,13 +48,9 @@ func clientVia(proxyURL *url.URL, roots *x509.CertPool) *http.Client {
 }
 
 func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
-	f := envtestServer(t)
 	events := newEventLog()
-	recorder, err := New(f.proxyConfig(t, Config{Observer: events}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyURL, ca := startConnect(t, f.upstream, recorder)
+	recorder, apiServerURL := recordingProxyForAPIServer(t, events)
+	proxyURL, ca := startConnect(t, apiServerURL, recorder)
 
 	other, _ := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "other host")
@@ -64,7 +60,7 @@ func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
 	client := clientVia(proxyURL, roots)
 	defer client.CloseIdleConnections()
 
-	resp, err := client.Get(f.upstream + "/api/v1/namespaces/default")
+	resp, err := client.Get(apiServerURL + "/api/v1/namespaces/default")
 	if err != nil {
 		t.Fatalf("GET API server via CONNECT: %v", err)
 	}
@@ -77,7 +73,7 @@ func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
 		t.Errorf("API server certificate issued by %q, want the MITM CA", issuer)
 	}
 	t.Logf("intercepted connection spoke %s", resp.Proto)
-	events.waitFor(t, "API server request", completeFor(http.MethodGet, "/api/v1/namespaces/default"))
+	events.waitFor(t, http.MethodGet, "/api/v1/namespaces/default")
 
 	resp, err = client.Get(other.URL + "/elsewhere")
 	if err != nil {
@@ -103,10 +99,7 @@ func TestConnectStreamsChunkByChunk(t *testing.T) {
 	next := make(chan struct{})
 	upstream, roots := newUpstream(t, chunkedStream(chunks, next))
 	events := newEventLog()
-	recorder, err := New(Config{Upstream: mustURL(t, upstream.URL), Transport: upstreamTransport(roots), Observer: events})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recorder := recordingProxyFor(t, upstream, roots, events)
 	proxyURL, ca := startConnect(t, upstream.URL, recorder)
 	client := clientVia(proxyURL, ca.pool)
 	defer client.CloseIdleConnections()
@@ -116,8 +109,8 @@ func TestConnectStreamsChunkByChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	readChunks(t, resp.Body, chunks, next)
-	done := events.waitFor(t, "watch complete", completeFor(http.MethodGet, "/api/v1/pods"))
+	readChunks(t, bufio.NewReader(resp.Body), chunks, next)
+	done := events.waitFor(t, http.MethodGet, "/api/v1/pods")
 	if done.WatchEvents != chunks {
 		t.Errorf("counted %d events, want %d", done.WatchEvents, chunks)
 	}
@@ -127,10 +120,7 @@ func TestConnectStreamsChunkByChunk(t *testing.T) {
 func TestConnectPassesSPDYUpgrade(t *testing.T) {
 	upstream, roots := newUpstream(t, spdyUpstream(t))
 	events := newEventLog()
-	recorder, err := New(Config{Upstream: mustURL(t, upstream.URL), Transport: upstreamTransport(roots), Observer: events})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recorder := recordingProxyFor(t, upstream, roots, events)
 	proxyURL, ca := startConnect(t, upstream.URL, recorder)
 
 	raw, err := net.Dial("tcp", proxyURL.Host)
@@ -163,7 +153,7 @@ func TestConnectPassesSPDYUpgrade(t *testing.T) {
 		t.Fatalf("echo %q, %v", line, err)
 	}
 	conn.Close()
-	done := events.waitFor(t, "upgrade complete", completeFor(http.MethodPost, "/api/v1/namespaces/default/pods/p/attach"))
+	done := events.waitFor(t, http.MethodPost, "/api/v1/namespaces/default/pods/p/attach")
 	if !done.Upgraded {
 		t.Errorf("event %+v not marked upgraded", done)
 	}

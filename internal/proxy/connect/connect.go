@@ -1,4 +1,11 @@
-package proxy
+// Package connect is the recording proxy's CONNECT mode: an HTTP proxy for
+// clients that honour HTTPS_PROXY, which opens the TLS of the API server's
+// tunnels to record them with the recording handler (package proxy) and
+// passes every other tunnel through untouched. It is apart from package
+// proxy because it links goproxy, which the sidecar binary (it only serves
+// the reverse proxy) must not link: what a binary links is resident memory
+// in every recorded pod.
+package connect
 
 import (
 	"context"
@@ -13,12 +20,12 @@ import (
 	"sync"
 
 	"github.com/elazarl/goproxy"
+
+	"apisnoop.dev/kube-apisnoop/internal/proxy"
 )
 
-// ConnectConfig configures the CONNECT mode: an HTTP proxy for clients that
-// honour HTTPS_PROXY, which opens the TLS of the API server's tunnels to
-// record them and passes every other tunnel through untouched.
-type ConnectConfig struct {
+// Config configures the CONNECT mode.
+type Config struct {
 	// Intercept lists the host:port pairs that clients CONNECT to for the
 	// API server (the server of their kubeconfig); a missing port means 443.
 	Intercept []string
@@ -33,7 +40,7 @@ type ConnectConfig struct {
 	CA             *tls.Certificate
 }
 
-// ConnectProxy is the CONNECT-mode proxy; it is an http.Handler to be served
+// Proxy is the CONNECT-mode proxy; it is an http.Handler to be served
 // as plain HTTP (clients set HTTPS_PROXY=http://host:port).
 //
 // goproxy only handles the CONNECT handshake and the blind tunnels. Its MITM
@@ -41,19 +48,18 @@ type ConnectConfig struct {
 // WebSocket upgrades, not SPDY ones, so intercepted connections are hijacked
 // instead and served by an http.Server of our own feeding Handler: HTTP/2 and
 // HTTP/1.1, watches flushed write by write, upgrades passed through.
-type ConnectProxy struct {
+type Proxy struct {
 	goproxy   *goproxy.ProxyHttpServer
 	intercept map[string]*tls.Config
 
-	mitm       *http.Server
-	startDrain context.CancelFunc
-	conns      *connQueue
-	startOnce  sync.Once
+	mitm      *proxy.Server
+	conns     *connQueue
+	startOnce sync.Once
 }
 
-// NewConnect builds the CONNECT proxy, signing the intercepted hosts'
-// certificates up front.
-func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
+// New builds the CONNECT proxy, signing the intercepted hosts' certificates
+// up front.
+func New(cfg Config) (*Proxy, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("build connect proxy: handler is required")
 	}
@@ -71,7 +77,7 @@ func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
 	gp.ConnectDial = nil
 	gp.Tr = &http.Transport{DialContext: (&net.Dialer{}).DialContext}
 
-	c := &ConnectProxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: newConnQueue()}
+	c := &Proxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: newConnQueue()}
 	for _, hostport := range cfg.Intercept {
 		key := normalizeHostPort(hostport)
 		getCertificate := cfg.GetCertificate
@@ -89,7 +95,7 @@ func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
 			NextProtos:     []string{"h2", "http/1.1"},
 		}
 	}
-	c.mitm, c.startDrain = newServer(cfg.Handler, nil)
+	c.mitm = proxy.NewServer(cfg.Handler, nil)
 
 	gp.OnRequest().HandleConnectFunc(func(host string, _ *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 		tlsConfig, ok := c.intercept[normalizeHostPort(host)]
@@ -108,15 +114,15 @@ func NewConnect(cfg ConnectConfig) (*ConnectProxy, error) {
 
 // ServeHTTP handles proxy requests: CONNECT, and plain-HTTP forwarding,
 // which goproxy does unrecorded.
-func (c *ConnectProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.goproxy.ServeHTTP(w, r)
 }
 
 // serveIntercepted confirms the tunnel and hands its TLS server side to the
 // MITM http.Server, which does the handshake and serves the requests.
-func (c *ConnectProxy) serveIntercepted(req *http.Request, client net.Conn, tlsConfig *tls.Config) {
+func (c *Proxy) serveIntercepted(req *http.Request, client net.Conn, tlsConfig *tls.Config) {
 	c.startOnce.Do(func() {
-		go func() { _ = c.mitm.Serve(c.conns) }()
+		go func() { _ = c.mitm.HTTP.Serve(c.conns) }()
 	})
 	major, minor := req.ProtoMajor, req.ProtoMinor
 	if major == 0 {
@@ -132,11 +138,11 @@ func (c *ConnectProxy) serveIntercepted(req *http.Request, client net.Conn, tlsC
 }
 
 // Serve serves the proxy protocol as plain HTTP on ln until ctx is done,
-// then shuts down: intercepted streams are drained like in Serve, blind
-// tunnels are left to end by themselves.
-func (c *ConnectProxy) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: c, ReadHeaderTimeout: readHeaderTimeout}
-	err := serveUntilDone(ctx, srv, func() {}, func() error { return srv.Serve(ln) })
+// then shuts down: intercepted streams are drained like in proxy.Serve,
+// blind tunnels are left to end by themselves.
+func (c *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	srv := proxy.NewServer(c, nil)
+	err := srv.ServeUntilDone(ctx, func(hs *http.Server) error { return hs.Serve(ln) })
 	if closeErr := c.Close(); err == nil {
 		err = closeErr
 	}
@@ -144,10 +150,23 @@ func (c *ConnectProxy) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close shuts down the server of intercepted connections.
-func (c *ConnectProxy) Close() error {
-	err := shutdown(c.mitm, c.startDrain)
+func (c *Proxy) Close() error {
+	err := c.mitm.Shutdown()
 	c.conns.Close()
 	return err
+}
+
+// Run builds the CONNECT proxy intercepting the given hosts with handler and
+// certificates from getCertificate, and serves it on ln until ctx is done.
+// It is the CONNECT mode of `apisnoop proxy` (sidecar.ConnectMode).
+func Run(ctx context.Context, ln net.Listener, intercept []string, handler http.Handler,
+	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)) error {
+	c, err := New(Config{Intercept: intercept, Handler: handler, GetCertificate: getCertificate})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return c.Serve(ctx, ln)
 }
 
 // normalizeHostPort makes "Host", "host:443" and "HOST:443" the same key.
