@@ -51,8 +51,16 @@ control-plane: ## Build (or reuse) kube-apiserver and etcd for envtest under bin
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) CONTROL_PLANE_DIR=$(CONTROL_PLANE_DIR) hack/build-control-plane.sh kube-apiserver etcd
 
 .PHONY: test
-test: control-plane vet ## Run unit and envtest suites against a real kube-apiserver and etcd.
+test: control-plane chromium vet ## Run unit and envtest suites against a real kube-apiserver and etcd (and the HTML pages in headless Chromium).
 	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the HTML report's browser tests (needs root; without it, and without CI set, those tests skip).
+	@hack/install-chromium.sh >/dev/null || [ -z "$$CI" ]
+
+.PHONY: ui
+ui: ## Rebuild the HTML report's charting library (internal/htmlreport/assets) from the npm packages pinned in web/report-ui.
+	cd web/report-ui && npm ci --no-audit --no-fund && npm run build
 
 .PHONY: bench
 bench: control-plane ## Run the benchmarks.

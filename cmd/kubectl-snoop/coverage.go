@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -23,7 +24,7 @@ func newCoverageCommand() *cobra.Command {
 		filter          snoopv1alpha1.AuditFilter
 	)
 	cmd := &cobra.Command{
-		Use:   "coverage --audit-log FILE... [--release 1.37] [-o table|json|markdown]",
+		Use:   "coverage --audit-log FILE... [--release 1.37] [-o table|json|markdown|html]",
 		Short: "Measure API coverage from API server audit logs",
 		Long: `Reads API server audit logs, matches every request against a Kubernetes
 release's API and prints coverage per level and the eligible operations no
@@ -33,6 +34,9 @@ request hit.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(logs) == 0 {
 				return fmt.Errorf("--audit-log is required")
+			}
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			cat, err := loadCatalog(release, openapiFile)
 			if err != nil {
@@ -49,13 +53,14 @@ request hit.
 				return err
 			}
 			warnTotals(stats)
-			return report.Write(cmd.OutOrStdout(), output, coverage.NewReport(cat, delta), report.Options{Untested: untested, MaxRows: maxRows})
+			return writeReport(cmd.OutOrStdout(), output, coverage.NewReport(cat, delta), report.Options{Untested: untested, MaxRows: maxRows},
+				"audit log "+strings.Join(logs, ", "))
 		},
 	}
 	cmd.Flags().StringArrayVar(&logs, "audit-log", nil, "audit log file (repeatable; .gz, or - for standard input)")
 	cmd.Flags().StringVar(&release, "release", "1.37", "Kubernetes release to measure against (1.31 to 1.37)")
 	cmd.Flags().StringVar(&openapiFile, "openapi", "", "measure against this OpenAPI v2 document (a cluster's /openapi/v2) instead of an embedded release")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, markdown or html (one self-contained page)")
 	cmd.Flags().BoolVar(&untested, "untested", true, "list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
 	// The filters of a SnoopSession's spec.audit, so that a session of the

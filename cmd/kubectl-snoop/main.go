@@ -21,7 +21,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCoverageCommand(), newClassifyCommand(), newRecordCommand(), newReportCommand(), newHistoryCommand(), newAuditKubeconfigCommand())
+	root.AddCommand(newCoverageCommand(), newClassifyCommand(), newRecordCommand(), newReportCommand(), newDiffCommand(), newHistoryCommand(), newAuditKubeconfigCommand())
 	return root
 }
 

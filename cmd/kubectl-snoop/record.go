@@ -44,7 +44,7 @@ func newRecordCommand() *cobra.Command {
 	)
 	var kubeconfig *kubeconfigFlags
 	cmd := &cobra.Command{
-		Use:   "record [--release 1.37] [-o table|json|markdown] [--out FILE] -- COMMAND [ARG...]",
+		Use:   "record [--release 1.37] [-o table|json|markdown|html] [--out FILE] -- COMMAND [ARG...]",
 		Short: "Run a command through a local recording proxy and print the API coverage of what it did",
 		Long: `Starts a recording proxy on loopback with a throwaway CA, points COMMAND at it
 with a kubeconfig of its own (KUBECONFIG), forwards every request to the real
@@ -53,6 +53,9 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 (or into --out). COMMAND's output and exit status are its own.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			clientConfig := kubeconfig.clientConfig()
 			restConfig, err := clientConfig.ClientConfig()
 			if err != nil {
@@ -82,7 +85,9 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 				out = f
 			}
 			rep := coverage.NewReport(cat, rec.Total())
-			if err := report.Write(out, output, rep, report.Options{Untested: untested, MaxRows: maxRows}); err != nil {
+			// The command's name only: its arguments may hold a credential.
+			source := "kubectl snoop record of " + filepath.Base(args[0])
+			if err := writeReport(out, output, rep, report.Options{Untested: untested, MaxRows: maxRows}, source); err != nil {
 				return err
 			}
 			if code != 0 {
@@ -92,7 +97,7 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 		},
 	}
 	cmd.Flags().StringVar(&release, "release", "", "Kubernetes release to measure against (1.31 to 1.37); default: the server's own, if supported")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, markdown or html (one self-contained page)")
 	cmd.Flags().StringVar(&outFile, "out", "", "write the coverage to this file instead of standard error")
 	cmd.Flags().BoolVar(&untested, "untested", false, "also list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,7 +25,7 @@ func newReportCommand() *cobra.Command {
 	)
 	var kubeconfig *kubeconfigFlags
 	cmd := &cobra.Command{
-		Use:   "report NAME [-n NAMESPACE] [-o table|json|markdown] [--untested]",
+		Use:   "report NAME [-n NAMESPACE] [-o table|json|markdown|html] [--untested]",
 		Short: "Print the API coverage a SnoopSession recorded",
 		Long: `Reads the SnoopSession NAME and the results the operator persisted for it
 (its results ConfigMaps), measures them against the session's release (for
@@ -34,8 +33,8 @@ func newReportCommand() *cobra.Command {
 the eligible operations no request hit.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !slices.Contains(report.Formats, output) && output != "md" {
-				return fmt.Errorf("unknown output format %q: use one of %s", output, strings.Join(report.Formats, ", "))
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			clientConfig := kubeconfig.clientConfig()
 			restConfig, err := clientConfig.ClientConfig()
@@ -86,10 +85,11 @@ the eligible operations no request hit.`,
 				}
 				fmt.Fprintln(out)
 			}
-			return report.Write(out, output, coverage.NewReport(cat, &st.Delta), report.Options{Untested: untested, MaxRows: maxRows})
+			source := fmt.Sprintf("SnoopSession %s/%s, results in %s", namespace, session.Name, strings.Join(names, ", "))
+			return writeReport(out, output, coverage.NewReport(cat, &st.Delta), report.Options{Untested: untested, MaxRows: maxRows}, source)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or markdown")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, markdown or html (one self-contained page)")
 	cmd.Flags().BoolVar(&untested, "untested", true, "list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
 	kubeconfig = addKubeconfigFlags(cmd.Flags(), "kubeconfig to reach the cluster with")
