@@ -38,7 +38,8 @@ const DefaultResultsInterval = 2 * time.Second
 // loads them into the collector's aggregator when the manager starts, and
 // writes them, at a bounded rate, to the session's ConfigMaps (owned by the
 // session) and to the status fields the collector owns (server-side apply
-// as snoopv1alpha1.FieldOwnerCollector).
+// as snoopv1alpha1.FieldOwnerCollector), the path of the session's live
+// page included.
 type ResultsReconciler struct {
 	// Client reads ConfigMaps uncached and writes.
 	client.Client
@@ -97,6 +98,10 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	for _, cm := range cms {
 		summary.ResultsConfigMaps = append(summary.ResultsConfigMaps, cm.Name)
 	}
+	// The manager serves its sessions' results, and their live pages, beside
+	// this controller (collector.ResultsAPI), from the aggregator this
+	// reconcile has just loaded them into.
+	summary.ResultsPage = collector.ResultsPagePath(session.Namespace, session.Name)
 	if !dirty && sameResults(&session.Status, &summary) {
 		r.Aggregator.Persisted(req.NamespacedName, version, nil)
 		return ctrl.Result{}, nil
@@ -149,7 +154,7 @@ func (r *ResultsReconciler) write(ctx context.Context, session *snoopv1alpha1.Sn
 		return fmt.Errorf("encode status: %w", err)
 	}
 	owned := map[string]any{}
-	for _, field := range []string{"requests", "unknownRequests", "failedRequests", "ignoredRequests", "coverage", "unknownPaths", "clients", "lastUpdateTime", "resultsConfigMaps"} {
+	for _, field := range []string{"requests", "unknownRequests", "failedRequests", "ignoredRequests", "coverage", "unknownPaths", "clients", "lastUpdateTime", "resultsConfigMaps", "resultsPage"} {
 		if v, ok := status[field]; ok {
 			owned[field] = v
 		}
@@ -173,7 +178,8 @@ func sameResults(have, want *snoopv1alpha1.SnoopSessionStatus) bool {
 		have.FailedRequests == want.FailedRequests && have.IgnoredRequests == want.IgnoredRequests &&
 		have.Clients == want.Clients && equality.Semantic.DeepEqual(have.Coverage, want.Coverage) &&
 		equality.Semantic.DeepEqual(have.UnknownPaths, want.UnknownPaths) &&
-		equality.Semantic.DeepEqual(have.ResultsConfigMaps, want.ResultsConfigMaps)
+		equality.Semantic.DeepEqual(have.ResultsConfigMaps, want.ResultsConfigMaps) &&
+		have.ResultsPage == want.ResultsPage
 }
 
 func setOperationsHit(session *snoopv1alpha1.SnoopSession, s *snoopv1alpha1.SnoopSessionStatus) {

@@ -21,6 +21,7 @@ import (
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
+	"apisnoop.dev/kube-apisnoop/internal/collector"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
@@ -367,6 +368,7 @@ var _ = Describe("The SnoopSession status", func() {
 				"stable": map[string]any{"operations": int64(707), "hit": int64(12), "percent": "1.7"},
 			},
 			"resultsConfigMaps": []any{"session-results"},
+			"resultsPage":       collector.ResultsPagePath(ns, s.Name),
 		})), client.FieldOwner(snoopv1alpha1.FieldOwnerCollector))).To(Succeed())
 		got := getSession(s)(Default)
 		Expect(condition(got, snoopv1alpha1.ConditionReady)).To(Equal("True/ReleaseResolved"))
@@ -386,10 +388,11 @@ var _ = Describe("The SnoopSession status", func() {
 			g.Expect(got.Status.FailedRequests).To(BeEquivalentTo(1))
 			g.Expect(got.Status.Coverage.Stable).To(Equal(snoopv1alpha1.LevelCoverage{Operations: 707, Hit: 12, Percent: "1.7"}))
 			g.Expect(got.Status.ResultsConfigMaps).To(Equal([]string{"session-results"}))
+			g.Expect(got.Status.ResultsPage).To(Equal("/sessions/" + ns + "/" + s.Name + "/page"))
 		}, time.Second).Should(Succeed())
 		Expect(statusFieldsOf(s, snoopv1alpha1.FieldOwnerController)).To(wantController)
 		Expect(statusFieldsOf(s, snoopv1alpha1.FieldOwnerCollector)).To(
-			ConsistOf("f:requests", "f:unknownRequests", "f:failedRequests", "f:coverage", "f:resultsConfigMaps"))
+			ConsistOf("f:requests", "f:unknownRequests", "f:failedRequests", "f:coverage", "f:resultsConfigMaps", "f:resultsPage"))
 
 		By("owning completionTime once the session completes")
 		Eventually(func(g Gomega) {

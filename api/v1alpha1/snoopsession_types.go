@@ -239,7 +239,7 @@ const (
 	FieldOwnerController = "apisnoop-controller"
 	// FieldOwnerCollector writes the measured results: requests, the
 	// unknown, failed and ignored counts, coverage, unknownPaths, clients,
-	// lastUpdateTime and resultsConfigMaps.
+	// lastUpdateTime, resultsConfigMaps and resultsPage.
 	FieldOwnerCollector = "apisnoop-collector"
 )
 
@@ -312,6 +312,14 @@ type SnoopSessionStatus struct {
 	// +optional
 	// +listType=atomic
 	ResultsConfigMaps []string `json:"resultsConfigMaps,omitempty"`
+
+	// resultsPage is the path of the session's live page on the manager's
+	// results API (served beside its webhook, on the same port), like
+	// "/sessions/NAMESPACE/NAME/page": an HTML report of the session's
+	// results, fetched again every few seconds with the bearer token of
+	// someone who may get the session, which the reader gives it.
+	// +optional
+	ResultsPage string `json:"resultsPage,omitempty"`
 }
 
 // PathCount is a request shape and how many requests had it.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,12 +20,36 @@ import (
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/htmlreport"
 	"apisnoop.dev/kube-apisnoop/internal/report"
 )
 
 // ResultsPathPrefix is where the manager serves ResultsAPI:
-// ResultsPathPrefix + "{namespace}/{name}/results".
+// ResultsPathPrefix + "{namespace}/{name}/results" and, for browsers,
+// ResultsPathPrefix + "{namespace}/{name}/page".
 const ResultsPathPrefix = "/sessions/"
+
+// TokenHeader carries the reader's bearer token when Authorization cannot:
+// the API server's service proxy authenticates the caller by Authorization
+// and removes it before it proxies, so the live page sends its reader's
+// token in this header instead. It is admitted exactly like
+// "Authorization: Bearer TOKEN".
+const TokenHeader = "X-Apisnoop-Token"
+
+// PageRefresh is how often a live page fetches the results again. The
+// collector persists them every two seconds at most; the page needs no more.
+const PageRefresh = 5 * time.Second
+
+// ResultsPagePath is the path of a session's live page, which its status
+// names (status.resultsPage).
+func ResultsPagePath(namespace, name string) string {
+	return ResultsPathPrefix + namespace + "/" + name + "/" + pagePath
+}
+
+const (
+	resultsPath = "results"
+	pagePath    = "page"
+)
 
 // Releases resolves a session's spec.kubernetesRelease to its catalog.
 type Releases interface {
@@ -35,6 +60,7 @@ type Releases interface {
 // memory (newer than the ConfigMaps, which are written on an interval):
 //
 //	GET /sessions/{namespace}/{name}/results[?format=json|markdown|table][&untested[=false]]
+//	GET /sessions/{namespace}/{name}/page
 //
 // json (the default) is the coverage.Report, untested operations included;
 // markdown is the session ConfigMap's report.md, not cut, and lists the
@@ -48,6 +74,12 @@ type Releases interface {
 // those who may read it (404). A session whose results are not loaded (it
 // is not Ready, or this replica is not the leader, which alone collects)
 // answers 503.
+//
+// The page is the HTML report of internal/htmlreport for a person with a
+// browser: it holds no results and is served to anyone, and its script
+// fetches the JSON results with the token its reader gives it (in
+// TokenHeader) every PageRefresh, so what it shows passes the same
+// authorisation.
 type ResultsAPI struct {
 	// Client reads SnoopSessions, from the manager's cache.
 	Client     client.Reader
@@ -58,7 +90,7 @@ type ResultsAPI struct {
 }
 
 func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	session, ok := sessionOfPath(r.URL.Path)
+	session, what, ok := sessionOfPath(r.URL.Path)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -67,6 +99,13 @@ func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
+	}
+	if what == pagePath {
+		servePage(w, r, session)
+		return
+	}
+	if token := r.Header.Get(TokenHeader); token != "" && r.Header.Get("Authorization") == "" {
+		r.Header.Set("Authorization", "Bearer "+token)
 	}
 	log := ctrl.LoggerFrom(r.Context()).WithValues("snoopSession", klog.KRef(session.Namespace, session.Name))
 	status, msg := a.Access.Admit(r, Action{
@@ -124,17 +163,46 @@ func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = report.Write(w, format, rep, opts)
 }
 
-// sessionOfPath reads {namespace}/{name} from a results path.
-func sessionOfPath(path string) (types.NamespacedName, bool) {
+// sessionOfPath reads {namespace}/{name} and what is asked for (results or
+// page) from a path.
+func sessionOfPath(path string) (types.NamespacedName, string, bool) {
 	rest, ok := strings.CutPrefix(path, ResultsPathPrefix)
 	if !ok {
-		return types.NamespacedName{}, false
+		return types.NamespacedName{}, "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] != "results" {
-		return types.NamespacedName{}, false
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || (parts[2] != resultsPath && parts[2] != pagePath) {
+		return types.NamespacedName{}, "", false
 	}
-	return types.NamespacedName{Namespace: parts[0], Name: parts[1]}, true
+	return types.NamespacedName{Namespace: parts[0], Name: parts[1]}, parts[2], true
+}
+
+// pageSecurityPolicy lets the page run only its own inline script and
+// style, and connect only to its own origin (the results beside it).
+const pageSecurityPolicy = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+// servePage writes a session's live page: no results in it, so no
+// authorisation; the names in it come from the path, escaped.
+func servePage(w http.ResponseWriter, r *http.Request, session types.NamespacedName) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", pageSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-cache")
+	if r.Method == http.MethodHead {
+		return
+	}
+	page := htmlreport.Page{
+		Title:  "Live API coverage of SnoopSession " + session.String(),
+		Source: "SnoopSession " + session.String(),
+	}
+	// Relative: through a port-forward or the API server's service proxy
+	// alike, the results are beside the page.
+	live := htmlreport.Live{ResultsURL: resultsPath + "?format=json", Refresh: PageRefresh, TokenHeader: TokenHeader}
+	if err := htmlreport.WriteLive(w, page, live); err != nil {
+		ctrl.LoggerFrom(r.Context()).Error(err, "Live page not written", "snoopSession", klog.KRef(session.Namespace, session.Name))
+	}
 }
 
 // resultsFormat reads ?format and ?untested: json (the default), markdown

@@ -71,7 +71,10 @@ func newResultsFixture(t *testing.T) *resultsFixture {
 	}
 	f := &resultsFixture{t: t, ctx: t.Context(), cp: cp, clientset: clientset, agg: collector.NewAggregator(),
 		reviews: &countedTokenReviews{TokenReviewInterface: clientset.AuthenticationV1().TokenReviews()}}
-	f.server = httptest.NewServer(&collector.ResultsAPI{
+	// Under ResultsPathPrefix, as the manager registers it on its webhook
+	// server.
+	mux := http.NewServeMux()
+	mux.Handle(collector.ResultsPathPrefix, &collector.ResultsAPI{
 		Client:     cp.Client,
 		Aggregator: f.agg,
 		Releases:   embeddedReleases{},
@@ -80,6 +83,7 @@ func newResultsFixture(t *testing.T) *resultsFixture {
 			Reviews:      clientset.AuthorizationV1().SubjectAccessReviews(),
 		},
 	})
+	f.server = httptest.NewServer(mux)
 	t.Cleanup(f.server.Close)
 	return f
 }
@@ -371,6 +375,10 @@ func TestResultsPaths(t *testing.T) {
 		{http.MethodGet, "/sessions/ns/name/results", http.StatusUnauthorized},
 		{http.MethodHead, "/sessions/ns/name/results", http.StatusUnauthorized},
 		{http.MethodPost, "/sessions/ns/name/results", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/sessions/ns/name/page", http.StatusOK}, // holds no results: served to anyone
+		{http.MethodHead, "/sessions/ns/name/page", http.StatusOK},
+		{http.MethodPost, "/sessions/ns/name/page", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/sessions/ns/name/page/more", http.StatusNotFound},
 		{http.MethodGet, "/sessions/ns/name", http.StatusNotFound},
 		{http.MethodGet, "/sessions/ns/name/results/more", http.StatusNotFound},
 		{http.MethodGet, "/sessions//name/results", http.StatusNotFound},

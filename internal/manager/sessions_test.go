@@ -195,6 +195,12 @@ var _ = Describe("Sessions end to end", Ordered, func() {
 		Expect(status.Coverage.Stable.Operations).To(BeNumerically(">", 700))
 		Expect(status.LastUpdateTime).NotTo(BeNil())
 		Expect(status.ResultsConfigMaps).NotTo(BeEmpty())
+		Expect(status.ResultsPage).To(Equal(collector.ResultsPagePath(ns, s.Name)))
+		page, err := collectorClient().Get(fmt.Sprintf("https://127.0.0.1:%d%s", operator.WebhookPort, status.ResultsPage))
+		Expect(err).NotTo(HaveOccurred())
+		page.Body.Close()
+		Expect(page.StatusCode).To(Equal(http.StatusOK), "the manager serves the page the status names")
+		Expect(page.Header.Get("Content-Type")).To(HavePrefix("text/html"))
 		Expect(status.Clients).To(BeNumerically(">=", 1))
 
 		By("the ConfigMap's per-operation hits equal what the sidecar proxied")
