@@ -14,7 +14,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -49,6 +48,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"apisnoop.dev/kube-apisnoop/internal/procstat"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -550,10 +550,10 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 		if t.pid == 0 {
 			continue
 		}
-		m := status(t.pid)
+		m, _ := procstat.MemoryMiB(t.pid)
 		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t\n", t.name, m["VmRSS"], m["RssAnon"], m["RssFile"], m["VmHWM"])
 	}
-	m := status(apiServerPID)
+	m, _ := procstat.MemoryMiB(apiServerPID)
 	fmt.Fprintf(tw, "kube-apiserver\t%.1f\t%.1f\t%.1f\t%.1f\t\n", m["VmRSS"], m["RssAnon"], m["RssFile"], m["VmHWM"])
 	_ = tw.Flush()
 
@@ -609,70 +609,36 @@ func sysTime(pid int) time.Duration {
 	return stime
 }
 
+// times is pid's user and system CPU time; 0 for pid 0 or a process that
+// is gone.
 func times(pid int) (utime, stime time.Duration) {
 	if pid == 0 {
 		return 0, 0
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.ReadStat(pid)
 	if err != nil {
 		return 0, 0
 	}
-	// After "(comm)": state is field 0, utime field 11, stime field 12, in
-	// clock ticks of 1/100 s on Linux.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	user, _ := strconv.Atoi(fields[11])
-	sys, _ := strconv.Atoi(fields[12])
-	return time.Duration(user) * 10 * time.Millisecond, time.Duration(sys) * 10 * time.Millisecond
+	return st.User, st.System
 }
 
 // memory is VmRSS and VmHWM of pid in MiB.
 func memory(pid int) (rss, hwm float64) {
-	m := status(pid)
+	m, _ := procstat.MemoryMiB(pid)
 	return m["VmRSS"], m["VmHWM"]
-}
-
-// status is the memory figures (kB) of /proc/PID/status in MiB, by name.
-func status(pid int) map[string]float64 {
-	m := map[string]float64{}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return m
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), ":")
-		if value, isKB := strings.CutSuffix(strings.TrimSpace(value), " kB"); ok && isKB {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			m[name] = kb / 1024
-		}
-	}
-	return m
 }
 
 // childPID finds this process's child named comm (the API server envtest
 // started).
 func childPID(comm string) (int, error) {
-	entries, err := os.ReadDir("/proc")
+	pids, err := procstat.Children(os.Getpid(), comm)
 	if err != nil {
 		return 0, err
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		open, closing := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
-		fields := strings.Fields(string(stat[closing+1:]))
-		if string(stat[open+1:closing]) == comm && len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
-			return pid, nil
-		}
+	if len(pids) == 0 {
+		return 0, fmt.Errorf("no %s child process", comm)
 	}
-	return 0, fmt.Errorf("no %s child process", comm)
+	return pids[0], nil
 }
 
 // servingCert writes a self-signed certificate for 127.0.0.1 and returns

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"apisnoop.dev/kube-apisnoop/internal/match"
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 )
 
 func TestStreamsClassifiesRequests(t *testing.T) {
@@ -32,7 +33,7 @@ func TestStreamsClassifiesRequests(t *testing.T) {
 		"/api/v1/namespaces/a/configmaps?watch=true":             false, // a watch: long-running, see begin
 		"/apis/coordination.k8s.io/v1/namespaces/a/leases/lease": false,
 	} {
-		u := mustURL(t, path)
+		u := proxytest.MustURL(t, path)
 		info, _ := match.NewRequestInfo(http.MethodGet, u.Path, u.RawQuery)
 		if got := streams(info); got != want {
 			t.Errorf("streams(%s) = %v, want %v", path, got, want)
@@ -91,9 +92,9 @@ func piecewiseList(pieces int) (http.Handler, []byte) {
 func TestAnswersCoalescedStreamsNot(t *testing.T) {
 	const pieces = 100
 	handler, want := piecewiseList(pieces)
-	upstream, roots := newUpstream(t, handler)
-	events := newEventLog()
-	p, err := New(Config{Upstream: mustURL(t, upstream.URL), Transport: upstreamTransport(roots), Observer: events})
+	upstream, roots := proxytest.NewUpstream(t, handler)
+	events := proxytest.NewEventLog()
+	p, err := New(Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots), Observer: events})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +118,8 @@ func TestAnswersCoalescedStreamsNot(t *testing.T) {
 			case !tc.coalesced && w.flushes < w.writes:
 				t.Errorf("a stream was held back: %d writes, %d flushes", w.writes, w.flushes)
 			}
-			u := mustURL(t, tc.path)
-			ev := events.waitFor(t, "complete", completeFor(http.MethodGet, u.Path))
+			u := proxytest.MustURL(t, tc.path)
+			ev := events.WaitFor(t, "complete", proxytest.CompleteFor(http.MethodGet, u.Path))
 			if ev.BytesOut != int64(len(want)) {
 				t.Errorf("BytesOut = %d, want %d", ev.BytesOut, len(want))
 			}
@@ -131,14 +132,14 @@ func TestAnswersCoalescedStreamsNot(t *testing.T) {
 func TestFollowedLogStreams(t *testing.T) {
 	const chunks = 4
 	next := make(chan struct{})
-	upstream, roots := newUpstream(t, chunkedStream(chunks, next))
-	px := proxyTo(t, upstream, roots, newEventLog())
+	upstream, roots := proxytest.NewUpstream(t, proxytest.ChunkedStream(chunks, next))
+	px := proxyTo(t, upstream, roots, proxytest.NewEventLog())
 	for _, client := range []*http.Client{px.client, px.h1} {
 		resp, err := client.Get(px.url.String() + "/api/v1/namespaces/a/pods/p/log?follow=true")
 		if err != nil {
 			t.Fatal(err)
 		}
-		readChunks(t, resp.Body, chunks, next)
+		proxytest.ReadChunks(t, resp.Body, chunks, next)
 		resp.Body.Close()
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 )
 
 // The request the upstream receives carries the client's Accept-Encoding
@@ -41,7 +43,7 @@ func TestNothingAddedUpstream(t *testing.T) {
 	// What a caller would naively pass: Go's default transparent
 	// compression left on.
 	naive := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: upstreamPool(upstream)}, ForceAttemptHTTP2: true}
-	px := startProxy(t, Config{Upstream: mustURL(t, upstream.URL), Transport: naive})
+	px := startProxy(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: naive})
 
 	for _, tc := range []struct {
 		name, acceptEncoding string

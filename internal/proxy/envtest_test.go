@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
@@ -87,7 +88,7 @@ func normalized(t testing.TB, body []byte, name string) any {
 
 func TestSameAnswersAsDirect(t *testing.T) {
 	f := envtestServer(t)
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := startProxy(t, f.proxyConfig(t, Config{Observer: events, KeepBodies: true}))
 	ns := f.namespace(t, "same")
 	routes := map[string]struct {
@@ -129,7 +130,7 @@ func TestSameAnswersAsDirect(t *testing.T) {
 		}
 		path := strings.ReplaceAll(step.path, "NAME", "cm-proxy")
 		path, _, _ = strings.Cut(path, "?")
-		ev := events.waitFor(t, step.method+" "+path, func(ev record.Event) bool {
+		ev := events.WaitFor(t, step.method+" "+path, func(ev record.Event) bool {
 			return ev.ID > lastID && ev.Stage == record.StageResponseComplete && ev.Method == step.method && ev.Path == path && ev.Status == statuses[1]
 		})
 		lastID = ev.ID
@@ -162,7 +163,7 @@ type watchEvent struct {
 
 func TestWatchStreamsThroughProxy(t *testing.T) {
 	f := envtestServer(t)
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := startProxy(t, f.proxyConfig(t, Config{Observer: events}))
 	ns := f.namespace(t, "watch")
 	list, err := f.clientset.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{})
@@ -197,7 +198,7 @@ func TestWatchStreamsThroughProxy(t *testing.T) {
 			}
 			// The response has started before the object exists: what
 			// arrives next can only have been streamed.
-			started := events.waitFor(t, "watch started", func(ev record.Event) bool {
+			started := events.WaitFor(t, "watch started", func(ev record.Event) bool {
 				return ev.Stage == record.StageResponseStarted && ev.RawQuery == query
 			})
 			if started.Status != http.StatusOK || started.Path != path {
@@ -216,7 +217,7 @@ func TestWatchStreamsThroughProxy(t *testing.T) {
 				}
 			}
 			cancel()
-			done := events.waitFor(t, "watch complete", func(ev record.Event) bool {
+			done := events.WaitFor(t, "watch complete", func(ev record.Event) bool {
 				return ev.Stage == record.StageResponseComplete && ev.ID == started.ID
 			})
 			if done.WatchEvents != int64(i+1) {
@@ -228,7 +229,7 @@ func TestWatchStreamsThroughProxy(t *testing.T) {
 
 func readJSONEvent(t *testing.T, body *bufio.Reader) string {
 	t.Helper()
-	line, err := readLineGuarded(body)
+	line, err := proxytest.ReadLineGuarded(body)
 	if err != nil {
 		t.Fatalf("read watch event: %v", err)
 	}
@@ -263,7 +264,7 @@ func readProtobufFrame(t *testing.T, body *bufio.Reader) string {
 	var data []byte
 	select {
 	case data = <-frame:
-	case <-time.After(waitLimit):
+	case <-time.After(proxytest.WaitLimit):
 		t.Fatal("no protobuf frame arrived")
 	}
 	if data == nil {
@@ -282,7 +283,7 @@ func readProtobufFrame(t *testing.T, body *bufio.Reader) string {
 
 func TestInformerSyncsThroughProxy(t *testing.T) {
 	f := envtestServer(t)
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := startProxy(t, f.proxyConfig(t, Config{Observer: events}))
 	ns := f.namespace(t, "informer")
 
@@ -328,7 +329,7 @@ func TestInformerSyncsThroughProxy(t *testing.T) {
 			if got != want {
 				t.Fatalf("informer saw %q, want %q", got, want)
 			}
-		case <-time.After(waitLimit):
+		case <-time.After(proxytest.WaitLimit):
 			t.Fatalf("informer never saw %q", want)
 		}
 	}
@@ -345,7 +346,7 @@ func TestInformerSyncsThroughProxy(t *testing.T) {
 	}
 	expect("delete watched")
 
-	watch := events.waitFor(t, "informer watch", func(ev record.Event) bool {
+	watch := events.WaitFor(t, "informer watch", func(ev record.Event) bool {
 		return ev.Stage == record.StageResponseStarted && ev.UserAgent == "informer-through-proxy" && ev.Status == http.StatusOK
 	})
 	if watch.Path != "/api/v1/namespaces/"+ns+"/configmaps" {
@@ -356,7 +357,7 @@ func TestInformerSyncsThroughProxy(t *testing.T) {
 func TestLargeListArrivesIntact(t *testing.T) {
 	const objects, valueSize = 600, 2048
 	f := envtestServer(t)
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := startProxy(t, f.proxyConfig(t, Config{Observer: events}))
 	ns := f.namespace(t, "large")
 
@@ -412,7 +413,7 @@ func TestLargeListArrivesIntact(t *testing.T) {
 		if encoding == "gzip" && proxyEncoding != "gzip" {
 			t.Errorf("API server did not compress a %d-byte list; gzip path untested", len(proxyRaw))
 		}
-		ev := events.waitFor(t, "list "+encoding, func(ev record.Event) bool {
+		ev := events.WaitFor(t, "list "+encoding, func(ev record.Event) bool {
 			return ev.Stage == record.StageResponseComplete && ev.Path == path && ev.BytesOut == int64(len(proxyRaw))
 		})
 		_ = ev
@@ -467,8 +468,8 @@ func TestClientBearerTokenForwarded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := newEventLog()
-	px := startProxy(t, Config{Upstream: mustURL(t, f.upstream), Transport: normal, UpgradeTransport: upgrade, Observer: events, KeepBodies: true})
+	events := proxytest.NewEventLog()
+	px := startProxy(t, Config{Upstream: proxytest.MustURL(t, f.upstream), Transport: normal, UpgradeTransport: upgrade, Observer: events, KeepBodies: true})
 
 	req, _ := http.NewRequest(http.MethodPost, px.url.String()+"/apis/authentication.k8s.io/v1/selfsubjectreviews",
 		strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
@@ -486,8 +487,8 @@ func TestClientBearerTokenForwarded(t *testing.T) {
 	if want := "system:serviceaccount:" + ns + ":snooper"; review.Status.UserInfo.Username != want {
 		t.Fatalf("API server saw %q, want %q (status %s)", review.Status.UserInfo.Username, want, resp.Status)
 	}
-	events.waitFor(t, "for the review", completeFor(http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews"))
-	for _, ev := range events.all() {
+	events.WaitFor(t, "for the review", proxytest.CompleteFor(http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews"))
+	for _, ev := range events.All() {
 		if bytes.Contains(mustJSON(t, ev), []byte(token.Status.Token)) {
 			t.Errorf("event carries the token")
 		}

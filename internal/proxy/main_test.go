@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
@@ -82,7 +83,7 @@ func newAPIFixture(cp *testenv.ControlPlane) (*apiFixture, error) {
 // proxyConfig is a proxy config in front of the envtest API server.
 func (f *apiFixture) proxyConfig(t testing.TB, obs Config) Config {
 	t.Helper()
-	obs.Upstream = mustURL(t, f.upstream)
+	obs.Upstream = proxytest.MustURL(t, f.upstream)
 	obs.Transport = f.normal
 	obs.UpgradeTransport = f.upgrade
 	return obs
@@ -93,7 +94,7 @@ func (f *apiFixture) proxyConfig(t testing.TB, obs Config) Config {
 func restConfigFor(px *runningProxy) *rest.Config {
 	return &rest.Config{
 		Host:            px.url.String(),
-		TLSClientConfig: rest.TLSClientConfig{CAData: pemCert(px.ca.cert.Leaf)},
+		TLSClientConfig: rest.TLSClientConfig{CAData: pemCert(px.ca.Cert.Leaf)},
 	}
 }
 

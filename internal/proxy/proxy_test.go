@@ -15,34 +15,21 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/net/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 	"apisnoop.dev/kube-apisnoop/internal/proxy/resttransport"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
-
-// newUpstream starts a TLS test server that speaks HTTP/2 and HTTP/1.1, like
-// the API server, and returns it with a pool that trusts it.
-func newUpstream(t testing.TB, h http.Handler) (*httptest.Server, *x509.CertPool) {
-	t.Helper()
-	ts := httptest.NewUnstartedServer(h)
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	pool := x509.NewCertPool()
-	pool.AddCert(ts.Certificate())
-	return ts, pool
-}
 
 // proxyTo starts a recording proxy in front of ts.
 func proxyTo(t testing.TB, ts *httptest.Server, roots *x509.CertPool, obs record.Observer) *runningProxy {
 	t.Helper()
 	return startProxy(t, Config{
-		Upstream:   mustURL(t, ts.URL),
+		Upstream:   proxytest.MustURL(t, ts.URL),
 		Transport:  upstreamTransport(roots),
 		Observer:   obs,
 		KeepBodies: true,
@@ -52,8 +39,8 @@ func proxyTo(t testing.TB, ts *httptest.Server, roots *x509.CertPool, obs record
 func TestStreamDeliveredWriteByWrite(t *testing.T) {
 	const chunks = 5
 	next := make(chan struct{})
-	upstream, roots := newUpstream(t, chunkedStream(chunks, next))
-	events := newEventLog()
+	upstream, roots := proxytest.NewUpstream(t, proxytest.ChunkedStream(chunks, next))
+	events := proxytest.NewEventLog()
 	px := proxyTo(t, upstream, roots, events)
 
 	for _, tc := range []struct {
@@ -70,8 +57,8 @@ func TestStreamDeliveredWriteByWrite(t *testing.T) {
 			if resp.ProtoMajor != tc.proto {
 				t.Fatalf("client spoke %s, want HTTP/%d", resp.Proto, tc.proto)
 			}
-			readChunks(t, resp.Body, chunks, next)
-			ev := events.waitFor(t, "complete watch", func(ev record.Event) bool {
+			proxytest.ReadChunks(t, resp.Body, chunks, next)
+			ev := events.WaitFor(t, "complete watch", func(ev record.Event) bool {
 				return ev.Stage == record.StageResponseComplete && ev.WatchEvents == chunks
 			})
 			if ev.Status != http.StatusOK {
@@ -80,7 +67,7 @@ func TestStreamDeliveredWriteByWrite(t *testing.T) {
 		})
 	}
 	started := 0
-	for _, ev := range events.all() {
+	for _, ev := range events.All() {
 		if ev.Stage == record.StageResponseStarted {
 			started++
 		}
@@ -90,32 +77,12 @@ func TestStreamDeliveredWriteByWrite(t *testing.T) {
 	}
 }
 
-// readLineGuarded reads a line, failing instead of hanging forever when the
-// proxy holds the data back.
-func readLineGuarded(r *bufio.Reader) (string, error) {
-	type result struct {
-		line string
-		err  error
-	}
-	got := make(chan result, 1)
-	go func() {
-		line, err := r.ReadString('\n')
-		got <- result{line, err}
-	}()
-	select {
-	case res := <-got:
-		return res.line, res.err
-	case <-time.After(waitLimit):
-		return "", fmt.Errorf("nothing arrived: the proxy buffers the stream")
-	}
-}
-
 func TestBinaryBodiesByteIdentical(t *testing.T) {
 	requestBody := make([]byte, 1<<20+7)
 	responseBody := make([]byte, 3<<20+3)
 	_, _ = rand.Read(requestBody)
 	_, _ = rand.Read(responseBody)
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -126,7 +93,7 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write(responseBody)
 	}))
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := proxyTo(t, upstream, roots, events)
 
 	for _, client := range []*http.Client{px.client, px.h1} {
@@ -147,11 +114,11 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 		}
 	}
 	// One completion per client.
-	events.waitFor(t, "for both posts", func(record.Event) bool { return len(events.all()) >= 2 })
-	if n := len(events.all()); n != 2 {
+	events.WaitFor(t, "for both posts", func(record.Event) bool { return len(events.All()) >= 2 })
+	if n := len(events.All()); n != 2 {
 		t.Errorf("%d events, want one per post", n)
 	}
-	for _, ev := range events.all() {
+	for _, ev := range events.All() {
 		if ev.BytesIn != int64(len(requestBody)) || ev.BytesOut != int64(len(responseBody)) {
 			t.Errorf("event counted in=%d out=%d, want %d/%d", ev.BytesIn, ev.BytesOut, len(requestBody), len(responseBody))
 		}
@@ -165,10 +132,10 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 // proxy adds no header of its own.
 func TestHeadersReachUpstreamUnchanged(t *testing.T) {
 	seen := make(chan http.Header, 1)
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen <- r.Header.Clone()
 	}))
-	px := proxyTo(t, upstream, roots, newEventLog())
+	px := proxyTo(t, upstream, roots, proxytest.NewEventLog())
 
 	sent := http.Header{
 		"Authorization":    {"Bearer header-test-token"},
@@ -206,13 +173,13 @@ func TestNoHeaderLeaksIntoEvents(t *testing.T) {
 		cookieMarker = "c00kie-marker-2b9d"
 		customMarker = "cust0m-marker-91aa"
 	)
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Set-Cookie", "reply="+cookieMarker)
 		w.Header().Set("X-Reply", customMarker)
 		_, _ = io.WriteString(w, `{"kind":"Status"}`)
 	}))
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := proxyTo(t, upstream, roots, events)
 
 	for i, method := range []string{http.MethodGet, http.MethodPost} {
@@ -227,9 +194,9 @@ func TestNoHeaderLeaksIntoEvents(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		events.waitFor(t, "request done", func(ev record.Event) bool { return ev.ID == uint64(i+1) })
+		events.WaitFor(t, "request done", func(ev record.Event) bool { return ev.ID == uint64(i+1) })
 	}
-	for _, ev := range events.all() {
+	for _, ev := range events.All() {
 		data := mustJSON(t, ev)
 		for _, marker := range []string{tokenMarker, cookieMarker, customMarker} {
 			if bytes.Contains(data, []byte(marker)) {
@@ -247,7 +214,7 @@ type panickingObserver struct{}
 func (panickingObserver) Observe(*record.Event) { panic("observer is broken") }
 
 func TestObserverPanicDoesNotBreakProxying(t *testing.T) {
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "fine")
 	}))
 	px := proxyTo(t, upstream, roots, panickingObserver{})
@@ -271,9 +238,9 @@ func TestUpstreamDownAnswers502Status(t *testing.T) {
 	}
 	deadAddr := ln.Addr().String()
 	ln.Close()
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := startProxy(t, Config{
-		Upstream:  mustURL(t, "https://"+deadAddr),
+		Upstream:  proxytest.MustURL(t, "https://"+deadAddr),
 		Transport: upstreamTransport(x509.NewCertPool()),
 		Observer:  events,
 	})
@@ -292,14 +259,14 @@ func TestUpstreamDownAnswers502Status(t *testing.T) {
 	if status.Kind != "Status" || status.Code != http.StatusBadGateway || status.Status != metav1.StatusFailure {
 		t.Errorf("unexpected Status %+v", status)
 	}
-	ev := events.waitFor(t, "502", completeFor(http.MethodGet, "/api/v1/namespaces"))
+	ev := events.WaitFor(t, "502", proxytest.CompleteFor(http.MethodGet, "/api/v1/namespaces"))
 	if ev.Status != http.StatusBadGateway {
 		t.Errorf("event status %d", ev.Status)
 	}
 }
 
 func TestWebSocketUpgradePassesThrough(t *testing.T) {
-	upstream, roots := newUpstream(t, websocket.Handler(func(ws *websocket.Conn) {
+	upstream, roots := proxytest.NewUpstream(t, websocket.Handler(func(ws *websocket.Conn) {
 		// Speak first, then echo: both directions are exercised.
 		_ = websocket.Message.Send(ws, "hello from upstream")
 		for {
@@ -310,14 +277,14 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 			_ = websocket.Message.Send(ws, append([]byte("echo:"), msg...))
 		}
 	}))
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	px := proxyTo(t, upstream, roots, events)
 
 	cfg, err := websocket.NewConfig("wss://"+px.url.Host+"/api/v1/namespaces/default/pods/p/exec?command=sh", "https://"+px.url.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.TlsConfig = &tls.Config{RootCAs: px.ca.pool}
+	cfg.TlsConfig = &tls.Config{RootCAs: px.ca.Pool}
 	ws, err := websocket.DialConfig(cfg)
 	if err != nil {
 		t.Fatalf("dial websocket through proxy: %v", err)
@@ -336,45 +303,18 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 	}
 	ws.Close()
 
-	started := events.waitFor(t, "upgrade started", func(ev record.Event) bool { return ev.Stage == record.StageResponseStarted })
+	started := events.WaitFor(t, "upgrade started", func(ev record.Event) bool { return ev.Stage == record.StageResponseStarted })
 	if !started.Upgraded || started.Status != http.StatusSwitchingProtocols {
 		t.Errorf("started event %+v", started)
 	}
-	done := events.waitFor(t, "upgrade complete", completeFor(http.MethodGet, "/api/v1/namespaces/default/pods/p/exec"))
+	done := events.WaitFor(t, "upgrade complete", proxytest.CompleteFor(http.MethodGet, "/api/v1/namespaces/default/pods/p/exec"))
 	if !done.Upgraded || done.BytesIn == 0 || done.BytesOut == 0 {
 		t.Errorf("complete event %+v", done)
 	}
 }
 
-// spdyUpstream answers an SPDY/3.1 upgrade like the API server's exec, then
-// greets and echoes raw bytes.
-func spdyUpstream(t testing.TB) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "SPDY/3.1" || !isUpgrade(r.Header) || r.ProtoMajor != 1 {
-			http.Error(w, "want an SPDY/3.1 upgrade over HTTP/1.1, got "+r.Proto, http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("hijack: %v", err)
-			return
-		}
-		defer conn.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\ngreeting\n")
-		_ = brw.Flush()
-		for {
-			line, err := brw.ReadString('\n')
-			if err != nil {
-				return
-			}
-			_, _ = brw.WriteString("echo:" + line)
-			_ = brw.Flush()
-		}
-	})
-}
-
 func TestSPDYUpgradePassesThrough(t *testing.T) {
-	upstream, roots := newUpstream(t, spdyUpstream(t))
+	upstream, roots := proxytest.NewUpstream(t, proxytest.SPDYUpstream(t))
 	restNormal, restUpgrade, err := resttransport.For(&rest.Config{
 		Host:            upstream.URL,
 		TLSClientConfig: rest.TLSClientConfig{CAData: pemCert(upstream.Certificate())},
@@ -391,14 +331,14 @@ func TestSPDYUpgradePassesThrough(t *testing.T) {
 		{"client-go transports", restNormal, restUpgrade},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			events := newEventLog()
+			events := proxytest.NewEventLog()
 			px := startProxy(t, Config{
-				Upstream:         mustURL(t, upstream.URL),
+				Upstream:         proxytest.MustURL(t, upstream.URL),
 				Transport:        tc.normal,
 				UpgradeTransport: tc.upgrade,
 				Observer:         events,
 			})
-			conn, err := tls.Dial("tcp", px.url.Host, &tls.Config{RootCAs: px.ca.pool, NextProtos: []string{"http/1.1"}})
+			conn, err := tls.Dial("tcp", px.url.Host, &tls.Config{RootCAs: px.ca.Pool, NextProtos: []string{"http/1.1"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -414,15 +354,9 @@ func TestSPDYUpgradePassesThrough(t *testing.T) {
 				body, _ := io.ReadAll(resp.Body)
 				t.Fatalf("got %s %q, want 101 to SPDY/3.1", resp.Status, body)
 			}
-			if line, err := readLineGuarded(br); err != nil || line != "greeting\n" {
-				t.Fatalf("greeting %q, %v", line, err)
-			}
-			_, _ = io.WriteString(conn, "\x00\x01binary\xff\n")
-			if line, err := readLineGuarded(br); err != nil || line != "echo:\x00\x01binary\xff\n" {
-				t.Fatalf("echo %q, %v", line, err)
-			}
+			proxytest.SPDYEcho(t, conn, br, "\x00\x01binary\xff\n")
 			conn.Close()
-			done := events.waitFor(t, "upgrade complete", completeFor(http.MethodPost, "/api/v1/namespaces/default/pods/p/exec"))
+			done := events.WaitFor(t, "upgrade complete", proxytest.CompleteFor(http.MethodPost, "/api/v1/namespaces/default/pods/p/exec"))
 			if !done.Upgraded || done.Status != http.StatusSwitchingProtocols || done.BytesOut == 0 {
 				t.Errorf("complete event %+v", done)
 			}
@@ -431,17 +365,17 @@ func TestSPDYUpgradePassesThrough(t *testing.T) {
 }
 
 func TestShutdownEndsWatches(t *testing.T) {
-	upstream, roots := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done() // a watch that never ends by itself
 	}))
-	p, err := New(Config{Upstream: mustURL(t, upstream.URL), Transport: upstreamTransport(roots)})
+	p, err := New(Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr, ca, cancel, served := startServing(t, p)
-	client := &http.Client{Transport: clientTransport(ca.pool, true)}
+	client := &http.Client{Transport: clientTransport(ca.Pool, true)}
 	resp, err := client.Get("https://" + addr + "/api/v1/pods?watch=true")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 )
 
 func TestIsSecretPath(t *testing.T) {
@@ -115,8 +117,8 @@ func TestBodyForEvent(t *testing.T) {
 // bodies it keeps while the upstream still receives the real data.
 func TestSecretBodyRedactedEndToEnd(t *testing.T) {
 	received := make(chan []byte, 1)
-	upstream, roots := newUpstream(t, httpEcho(received))
-	events := newEventLog()
+	upstream, roots := proxytest.NewUpstream(t, httpEcho(received))
+	events := proxytest.NewEventLog()
 	px := proxyTo(t, upstream, roots, events)
 	body := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"password":"hunter2"}}`
 	resp, err := px.client.Post(px.url.String()+"/api/v1/namespaces/default/secrets", "application/json", bytes.NewBufferString(body))
@@ -127,7 +129,7 @@ func TestSecretBodyRedactedEndToEnd(t *testing.T) {
 	if got := <-received; string(got) != body {
 		t.Errorf("upstream received %q, want the original body", got)
 	}
-	ev := events.waitFor(t, "secret create", completeFor("POST", "/api/v1/namespaces/default/secrets"))
+	ev := events.WaitFor(t, "secret create", proxytest.CompleteFor("POST", "/api/v1/namespaces/default/secrets"))
 	if bytes.Contains(ev.Body, []byte("hunter2")) || !bytes.Contains(ev.Body, []byte(redactedValue)) {
 		t.Errorf("event body %q", ev.Body)
 	}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,10 +27,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
@@ -235,6 +238,33 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 			Expect(st.Delta.UnknownRequests).To(BeZero(), "unknown: %v", unknownShapes(st))
 			Expect(requests-int64(len(scriptOperations))).To(BeNumerically("<=", maxExtraRequests),
 				"requests beyond the script's: discovery %v and unknown %v", extra, unknownShapes(st))
+		})
+
+		It("serves the session's live page and results through the API server's service proxy", func() {
+			got := getSession(s)
+			Expect(got.Status.ResultsPage).To(Equal("/sessions/" + s.Namespace + "/" + s.Name + "/page"))
+			proxied := "/api/v1/namespaces/" + releaseNamespace + "/services/https:apisnoop-webhook-service:443/proxy"
+
+			By("the page, for anyone who may use the service proxy: no results in it")
+			page := kube("get", "--raw", proxied+got.Status.ResultsPage)
+			Expect(page).To(ContainSubstring("Live API coverage of SnoopSession " + s.Namespace + "/" + s.Name))
+
+			By("the results beside it (relative to the page), with a reader's token in X-Apisnoop-Token")
+			serviceAccount(s.Namespace, "e2e-reader", rbacv1.PolicyRule{
+				APIGroups: []string{snoopv1alpha1.GroupVersion.Group}, Resources: []string{"snoopsessions"}, Verbs: []string{"get"},
+			})
+			token := strings.TrimSpace(kube("create", "token", "e2e-reader", "-n", s.Namespace))
+			results := strings.TrimSuffix(got.Status.ResultsPage, "page") + "results"
+			api := kubernetes.NewForConfigOrDie(restCfg).CoreV1().RESTClient()
+			body, err := api.Get().AbsPath(proxied+results).Param("format", "json").SetHeader("X-Apisnoop-Token", token).DoRaw(ctx)
+			Expect(err).NotTo(HaveOccurred(), "%s", body)
+			var report coverage.Report
+			Expect(json.Unmarshal(body, &report)).To(Succeed())
+			Expect(report.Summary.Requests).To(Equal(getSession(s).Status.Requests))
+
+			By("and nothing without a token: the service proxy does not pass the admin's credentials on")
+			body, err = api.Get().AbsPath(proxied+results).Param("format", "json").DoRaw(ctx)
+			Expect(err).To(HaveOccurred(), "%s", body)
 		})
 	})
 

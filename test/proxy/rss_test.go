@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
 
+	"apisnoop.dev/kube-apisnoop/internal/procstat"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -178,21 +177,17 @@ func startProxyBinary(tb testingT, pkg string, args ...string) *sidecar {
 	return s
 }
 
+// rssMiB is pid's resident memory (VmRSS) in MiB.
 func rssMiB(b *testing.B, pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	mem, err := procstat.MemoryMiB(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			return kb / 1024
-		}
+	rss, ok := mem["VmRSS"]
+	if !ok {
+		b.Fatal("no VmRSS")
 	}
-	b.Fatal("no VmRSS")
-	return 0
+	return rss
 }
 
 func freePort(tb testingT) string {

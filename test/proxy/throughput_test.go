@@ -20,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"apisnoop.dev/kube-apisnoop/internal/procstat"
 )
 
 // saturatingClients is how many requests are in flight when throughput is
@@ -284,26 +286,9 @@ func pinForBenchmark(b *testing.B, controlPlane []int, proxies ...int) {
 
 // controlPlanePIDs finds this process's kube-apiserver and etcd children.
 func controlPlanePIDs(b *testing.B) []int {
-	var pids []int
-	entries, err := os.ReadDir("/proc")
+	pids, err := procstat.Children(os.Getpid(), "kube-apiserver", "etcd")
 	if err != nil {
 		b.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		comm := string(stat[strings.IndexByte(string(stat), '(')+1 : strings.LastIndexByte(string(stat), ')')])
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) && (comm == "kube-apiserver" || comm == "etcd") {
-			pids = append(pids, pid)
-		}
 	}
 	if len(pids) != 2 {
 		b.Fatalf("found %d control-plane processes, want kube-apiserver and etcd", len(pids))
@@ -330,16 +315,11 @@ func pinProcess(b *testing.B, pid, cpu int) {
 
 // cpuTime is the user and system CPU time pid has used.
 func cpuTime(b *testing.B, pid int) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.ReadStat(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// After "(comm)": state is field 0, utime field 11, stime field 12, in
-	// clock ticks of 1/100 s on Linux.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	utime, _ := strconv.Atoi(fields[11])
-	stime, _ := strconv.Atoi(fields[12])
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return st.CPU()
 }
 
 // profileSidecar writes a CPU profile of the sidecar's first seconds of the

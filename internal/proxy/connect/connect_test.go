@@ -11,14 +11,16 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 )
 
 // startConnect serves a CONNECT proxy intercepting the host of apiServer
 // and returns its address.
-func startConnect(t testing.TB, apiServer string, handler http.Handler) (*url.URL, *testCA) {
+func startConnect(t testing.TB, apiServer string, handler http.Handler) (*url.URL, *proxytest.CA) {
 	t.Helper()
-	ca := newTestCA(t)
-	cp, err := New(Config{Intercept: []string{mustURL(t, apiServer).Host}, Handler: handler, CA: &ca.cert})
+	ca := proxytest.NewCA(t)
+	cp, err := New(Config{Intercept: []string{proxytest.MustURL(t, apiServer).Host}, Handler: handler, CA: &ca.Cert})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -48,14 +50,14 @@ func clientVia(proxyURL *url.URL, roots *x509.CertPool) *http.Client {
 }
 
 func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
-	events := newEventLog()
+	events := proxytest.NewEventLog()
 	recorder, apiServerURL := recordingProxyForAPIServer(t, events)
 	proxyURL, ca := startConnect(t, apiServerURL, recorder)
 
-	other, _ := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	other, _ := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "other host")
 	}))
-	roots := ca.pool.Clone()
+	roots := ca.Pool.Clone()
 	roots.AddCert(other.Certificate())
 	client := clientVia(proxyURL, roots)
 	defer client.CloseIdleConnections()
@@ -69,11 +71,11 @@ func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("API server via CONNECT: %s %s", resp.Status, body)
 	}
-	if issuer := resp.TLS.PeerCertificates[0].Issuer.CommonName; issuer != ca.cert.Leaf.Subject.CommonName {
+	if issuer := resp.TLS.PeerCertificates[0].Issuer.CommonName; issuer != ca.Cert.Leaf.Subject.CommonName {
 		t.Errorf("API server certificate issued by %q, want the MITM CA", issuer)
 	}
 	t.Logf("intercepted connection spoke %s", resp.Proto)
-	events.waitFor(t, http.MethodGet, "/api/v1/namespaces/default")
+	events.WaitFor(t, "namespace GET complete", proxytest.CompleteFor(http.MethodGet, "/api/v1/namespaces/default"))
 
 	resp, err = client.Get(other.URL + "/elsewhere")
 	if err != nil {
@@ -87,7 +89,7 @@ func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
 	if !resp.TLS.PeerCertificates[0].Equal(other.Certificate()) {
 		t.Errorf("other host was not tunnelled untouched: saw a certificate from %q", resp.TLS.PeerCertificates[0].Issuer)
 	}
-	for _, ev := range events.all() {
+	for _, ev := range events.All() {
 		if ev.Path == "/elsewhere" {
 			t.Errorf("tunnelled request was observed: %+v", ev)
 		}
@@ -97,11 +99,11 @@ func TestConnectInterceptsOnlyTheAPIServer(t *testing.T) {
 func TestConnectStreamsChunkByChunk(t *testing.T) {
 	const chunks = 4
 	next := make(chan struct{})
-	upstream, roots := newUpstream(t, chunkedStream(chunks, next))
-	events := newEventLog()
+	upstream, roots := proxytest.NewUpstream(t, proxytest.ChunkedStream(chunks, next))
+	events := proxytest.NewEventLog()
 	recorder := recordingProxyFor(t, upstream, roots, events)
 	proxyURL, ca := startConnect(t, upstream.URL, recorder)
-	client := clientVia(proxyURL, ca.pool)
+	client := clientVia(proxyURL, ca.Pool)
 	defer client.CloseIdleConnections()
 
 	resp, err := client.Get(upstream.URL + "/api/v1/pods?watch=true")
@@ -109,8 +111,8 @@ func TestConnectStreamsChunkByChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	readChunks(t, bufio.NewReader(resp.Body), chunks, next)
-	done := events.waitFor(t, http.MethodGet, "/api/v1/pods")
+	proxytest.ReadChunks(t, resp.Body, chunks, next)
+	done := events.WaitFor(t, "watch complete", proxytest.CompleteFor(http.MethodGet, "/api/v1/pods"))
 	if done.WatchEvents != chunks {
 		t.Errorf("counted %d events, want %d", done.WatchEvents, chunks)
 	}
@@ -118,8 +120,8 @@ func TestConnectStreamsChunkByChunk(t *testing.T) {
 
 // TestConnectPassesSPDYUpgrade is what goproxy's own MITM path cannot do.
 func TestConnectPassesSPDYUpgrade(t *testing.T) {
-	upstream, roots := newUpstream(t, spdyUpstream(t))
-	events := newEventLog()
+	upstream, roots := proxytest.NewUpstream(t, proxytest.SPDYUpstream(t))
+	events := proxytest.NewEventLog()
 	recorder := recordingProxyFor(t, upstream, roots, events)
 	proxyURL, ca := startConnect(t, upstream.URL, recorder)
 
@@ -128,14 +130,14 @@ func TestConnectPassesSPDYUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	target := mustURL(t, upstream.URL).Host
+	target := proxytest.MustURL(t, upstream.URL).Host
 	fmt.Fprintf(raw, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
 	rawReader := bufio.NewReader(raw)
 	resp, err := http.ReadResponse(rawReader, &http.Request{Method: http.MethodConnect})
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("CONNECT: %v %v", resp, err)
 	}
-	conn := tls.Client(raw, &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	conn := tls.Client(raw, &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
 	fmt.Fprintf(conn, "POST /api/v1/namespaces/default/pods/p/attach HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n", target)
 	br := bufio.NewReader(conn)
 	resp, err = http.ReadResponse(br, nil)
@@ -145,15 +147,9 @@ func TestConnectPassesSPDYUpgrade(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade through CONNECT: %s", resp.Status)
 	}
-	if line, err := readLineGuarded(br); err != nil || line != "greeting\n" {
-		t.Fatalf("greeting %q, %v", line, err)
-	}
-	_, _ = io.WriteString(conn, "ping\n")
-	if line, err := readLineGuarded(br); err != nil || line != "echo:ping\n" {
-		t.Fatalf("echo %q, %v", line, err)
-	}
+	proxytest.SPDYEcho(t, conn, br, "ping\n")
 	conn.Close()
-	done := events.waitFor(t, http.MethodPost, "/api/v1/namespaces/default/pods/p/attach")
+	done := events.WaitFor(t, "attach complete", proxytest.CompleteFor(http.MethodPost, "/api/v1/namespaces/default/pods/p/attach"))
 	if !done.Upgraded {
 		t.Errorf("event %+v not marked upgraded", done)
 	}
