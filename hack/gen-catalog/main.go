@@ -1,5 +1,6 @@
 // Command gen-catalog writes the embedded endpoint catalogs of
-// internal/catalog, one <release>.json.zst per supported release, from the
+// internal/catalog, one <release>.json.zst per supported release, and their
+// request-body schemas, one schemas/<release>.json.zst, from the
 // k8s.io/kubernetes module of each pinned patch version (downloaded into the
 // module cache with go mod download). It is run by go generate in
 // internal/catalog; its output is byte-identical on rerun.
@@ -18,6 +19,7 @@ import (
 	"text/tabwriter"
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/catalog/kubesource"
 )
 
 // pinned are the supported releases and the patch version each catalog is
@@ -45,7 +47,8 @@ func main() {
 }
 
 func run(out string) error {
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	schemasOut := filepath.Join(out, "schemas")
+	if err := os.MkdirAll(schemasOut, 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)
 	}
 	// go mod download runs outside this module so that it neither needs nor
@@ -57,7 +60,7 @@ func run(out string) error {
 	defer os.RemoveAll(scratch)
 
 	table := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(table, "release\tsource\toperations\tstable\tbeta\talpha\tdeprecated\teligible\tpending\ttests\tbytes\t")
+	fmt.Fprintln(table, "release\tsource\toperations\tstable\tbeta\talpha\tdeprecated\teligible\tpending\ttests\tbytes\tbodies\ttypes\tschema bytes\t")
 	written := map[string]bool{}
 	for _, pin := range pinned {
 		dir, err := moduleDir(scratch, pin.Version)
@@ -78,12 +81,29 @@ func run(out string) error {
 			return err
 		}
 		written[name] = true
+		schemas, err := kubesource.Schemas(os.DirFS(dir), pin.Release, source)
+		if err != nil {
+			return fmt.Errorf("build schemas from %s: %w", source, err)
+		}
+		if len(schemas.Unresolved) > 0 {
+			return fmt.Errorf("build schemas from %s: missing definitions %s", source, strings.Join(schemas.Unresolved, ", "))
+		}
+		encodedSchemas, err := catalog.EncodeSchemas(schemas)
+		if err != nil {
+			return err
+		}
+		if err := writeIfChanged(filepath.Join(schemasOut, name), encodedSchemas); err != nil {
+			return err
+		}
 		s := c.Summary()
-		fmt.Fprintf(table, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", pin.Release, pin.Version,
-			s.Operations, s.Stable, s.Beta, s.Alpha, s.Deprecated, s.Eligible, s.Pending, len(c.ConformanceTests), len(encoded))
+		fmt.Fprintf(table, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", pin.Release, pin.Version,
+			s.Operations, s.Stable, s.Beta, s.Alpha, s.Deprecated, s.Eligible, s.Pending, len(c.ConformanceTests), len(encoded),
+			len(schemas.Bodies), len(schemas.Types), len(encodedSchemas))
 	}
-	if err := removeStale(out, written); err != nil {
-		return err
+	for _, dir := range []string{out, schemasOut} {
+		if err := removeStale(dir, written); err != nil {
+			return err
+		}
 	}
 	return table.Flush()
 }
@@ -120,7 +140,7 @@ func writeIfChanged(name string, content []byte) error {
 		return nil
 	}
 	if err := os.WriteFile(name, content, 0o644); err != nil {
-		return fmt.Errorf("write catalog: %w", err)
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
 }

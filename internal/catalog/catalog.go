@@ -131,6 +131,8 @@ type Catalog struct {
 
 	byID       map[string]int
 	byCodename map[string]int
+	// schemaSource says where Schemas finds the body schemas.
+	schemaSource schemaSource
 }
 
 // Operation returns the operation with the given operationId.
@@ -349,7 +351,12 @@ func Load(release string) (*Catalog, error) {
 	}
 	value, _ := cache.LoadOrStore(release, &cacheEntry{})
 	entry := value.(*cacheEntry)
-	entry.once.Do(func() { entry.catalog, entry.err = loadUncached(release) })
+	entry.once.Do(func() {
+		entry.catalog, entry.err = loadUncached(release)
+		if entry.err == nil {
+			entry.catalog.schemaSource.embedded = true
+		}
+	})
 	return entry.catalog, entry.err
 }
 

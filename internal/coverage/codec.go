@@ -48,6 +48,7 @@ func (d *Delta) UnmarshalJSON(data []byte) error {
 			d.Clients[w.Clients[i].Client] = &counts
 		}
 	}
+	d.countFieldEntries()
 	return nil
 }
 

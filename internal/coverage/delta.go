@@ -1,7 +1,10 @@
 // Package coverage aggregates matched requests into coverage: hits per
 // operation by verb and status class, per client, per e2e test, unknown and
-// failed calls. A Delta is what a sidecar ships and what the collector
-// merges; a Report puts a Delta next to a release's catalog.
+// failed calls, and, when request bodies are recorded, the field paths the
+// bodies of each operation set, used unknown or gave ill-typed values
+// (Delta.AddFields, from package fields). A Delta is what a sidecar ships
+// and what the collector merges; a Report puts a Delta next to a release's
+// catalog, and its field coverage next to the catalog's body schemas.
 package coverage
 
 import (
@@ -117,6 +120,14 @@ type Delta struct {
 	Clients map[Client]*ClientCounts `json:"-"`
 	// Tests maps an e2e test name to the operations it hit.
 	Tests map[string]map[string]int64 `json:"tests,omitempty"`
+	// Fields maps operationId to what its requests' bodies set (AddFields,
+	// AddMalformedBodies); empty unless bodies are recorded.
+	Fields map[string]*FieldCounts `json:"fields,omitempty"`
+
+	// fieldEntries counts the paths held in Fields, for MaxFieldEntries.
+	// AddFields, Merge and UnmarshalJSON keep it, so build deltas with
+	// them rather than by filling Fields directly.
+	fieldEntries int
 }
 
 // Add counts one hit.
@@ -234,6 +245,7 @@ func (d *Delta) Merge(o *Delta) {
 			mine.Operations[id] += n
 		}
 	}
+	d.mergeFields(o)
 	for test, ops := range o.Tests {
 		if d.Tests == nil {
 			d.Tests = make(map[string]map[string]int64, len(o.Tests))

@@ -35,6 +35,9 @@ type Summary struct {
 	ConformanceHit  LevelSummary `json:"conformanceHit"`
 	// DeprecatedHit counts the deprecated (legacy watch) operations used.
 	DeprecatedHit int `json:"deprecatedHit"`
+	// Fields is the field coverage of request bodies, when the delta holds
+	// any (bodies were recorded).
+	Fields *FieldSummary `json:"fields,omitempty"`
 }
 
 // OperationReport is one operation of the release with what hit it.
@@ -52,6 +55,9 @@ type OperationReport struct {
 	Tests       []string            `json:"tests,omitempty"`
 	Conformance bool                `json:"conformanceHit,omitempty"`
 	Category    string              `json:"category,omitempty"`
+	// Fields is the field coverage of the operation's request bodies, for
+	// operations taking a body when the delta holds field counts.
+	Fields *FieldReport `json:"fields,omitempty"`
 }
 
 // UnknownReport is one unknown request shape.
@@ -164,6 +170,7 @@ func NewReport(c *catalog.Catalog, d *Delta) *Report {
 	for _, l := range []*LevelSummary{&s.Stable, &s.Beta, &s.Alpha, &s.Eligible, &s.ConformanceHit} {
 		l.finish()
 	}
+	addFieldCoverage(r, c, d)
 
 	for shape, counts := range d.Unknown {
 		r.Unknown = append(r.Unknown, UnknownReport{Shape: shape, Requests: counts.Requests, ByStatus: counts.ByStatus})

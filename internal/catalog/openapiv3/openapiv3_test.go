@@ -1,6 +1,8 @@
 package openapiv3
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,5 +184,125 @@ func TestMatchesSwagger(t *testing.T) {
 		if g != w {
 			t.Errorf("%s differs:\n  v3 %+v\n  v2 %+v", w.ID, g, w)
 		}
+	}
+	// The body schemas agree too.
+	gotSchemas, err := got.Schemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSchemas, err := want.Schemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := slices.Sorted(maps.Keys(gotSchemas.Bodies)); !slices.Equal(ids, slices.Sorted(maps.Keys(wantSchemas.Bodies))) {
+		t.Errorf("%d bodies from v3, %d from v2", len(ids), len(wantSchemas.Bodies))
+	}
+	if len(gotSchemas.Unresolved) != 0 {
+		t.Errorf("unresolved references in v3: %v", gotSchemas.Unresolved)
+	}
+	sameSchemas(t, gotSchemas, wantSchemas, slices.Sorted(maps.Keys(wantSchemas.Bodies)))
+}
+
+// shape describes the type at a field path of an operation's body, enums
+// left out: the published v3 documents carry none, the embedded schemas
+// take them from the Go definitions.
+func shape(s *catalog.Schemas, op, path string) string {
+	typ, ok := s.FieldType(op, path)
+	if !ok {
+		return "missing"
+	}
+	return fmt.Sprintf("%s list=%s keys=%v strategy=%s mergeKey=%s preserve=%v",
+		typ.Kind, typ.ListType, typ.ListMapKeys, typ.PatchStrategy, typ.PatchMergeKey, typ.PreserveUnknownFields)
+}
+
+// sameSchemas compares the body schemas of every operation of want with
+// got's: the same field paths, each of the same shape.
+func sameSchemas(t *testing.T, got, want *catalog.Schemas, ops []string) {
+	t.Helper()
+	for _, op := range ops {
+		wantPaths, gotPaths := want.FieldPaths(op), got.FieldPaths(op)
+		if !slices.Equal(gotPaths, wantPaths) {
+			t.Errorf("%s: %d field paths, want %d", op, len(gotPaths), len(wantPaths))
+			continue
+		}
+		for _, path := range wantPaths {
+			if g, w := shape(got, op, path), shape(want, op, path); g != w {
+				t.Errorf("%s %s: %s, want %s", op, path, g, w)
+			}
+		}
+	}
+}
+
+// A custom resource's document as an API server serves it, reduced to what
+// body schemas read.
+const gadgetDoc = `{
+  "openapi": "3.0.0", "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+  "paths": {
+    "/apis/example.com/v1/namespaces/{namespace}/gadgets": {
+      "post": {"operationId": "createExampleComV1NamespacedGadget", "x-kubernetes-action": "post",
+        "requestBody": {"content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/com.example.v1.Gadget"}},
+          "*/*": {"schema": {"$ref": "#/components/schemas/com.example.v1.Gadget"}}}},
+        "responses": {"200": {"description": "OK"}}}
+    },
+    "/apis/example.com/v1/namespaces/{namespace}/gadgets/{name}": {
+      "patch": {"operationId": "patchExampleComV1NamespacedGadget", "x-kubernetes-action": "patch",
+        "requestBody": {"content": {"application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}}}},
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/com.example.v1.Gadget"}}}}}},
+      "get": {"operationId": "readExampleComV1NamespacedGadget", "x-kubernetes-action": "get", "responses": {"200": {"description": "OK"}}}
+    }
+  },
+  "components": {"schemas": {
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Patch": {"type": "object"},
+    "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": {"type": "object", "properties": {"name": {"type": "string"},
+      "finalizers": {"type": "array", "items": {"type": "string", "default": ""}, "x-kubernetes-list-type": "set", "x-kubernetes-patch-strategy": "merge"}}},
+    "com.example.v1.Gadget": {"type": "object", "properties": {
+      "apiVersion": {"type": "string"},
+      "metadata": {"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}]},
+      "spec": {"type": "object", "required": ["size"], "properties": {
+        "size": {"type": "string", "enum": ["small", "large"]},
+        "port": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": true},
+        "parts": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+          "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        "anything": {"type": "object", "additionalProperties": true},
+        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}
+  }}
+}`
+
+func TestFromDocumentsSchemas(t *testing.T) {
+	c, err := FromDocuments(map[string][]byte{"apis/example.com/v1": []byte(gadgetDoc)}, "1.37")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Schemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := slices.Sorted(maps.Keys(s.Bodies)); !slices.Equal(ids, []string{"createExampleComV1NamespacedGadget", "patchExampleComV1NamespacedGadget"}) {
+		t.Errorf("bodies of %v", ids)
+	}
+	if s.Bodies["patchExampleComV1NamespacedGadget"] != s.Bodies["createExampleComV1NamespacedGadget"] {
+		t.Error("the patch does not apply to the Gadget")
+	}
+	const create = "createExampleComV1NamespacedGadget"
+	if got := s.FieldPaths(create); !slices.Equal(got, []string{
+		"apiVersion", "metadata", "metadata.finalizers", "metadata.finalizers[]", "metadata.name",
+		"spec", "spec.anything", "spec.anything{}", "spec.extra", "spec.parts", "spec.parts[]", "spec.parts[].name", "spec.port", "spec.size",
+	}) {
+		t.Errorf("field paths %q", got)
+	}
+	for path, want := range map[string]string{
+		"spec.size":           "string list= keys=[] strategy= mergeKey= preserve=false",
+		"spec.port":           "int-or-string list= keys=[] strategy= mergeKey= preserve=false",
+		"spec.parts":          "array list=map keys=[name] strategy= mergeKey= preserve=false",
+		"spec.anything":       "map list= keys=[] strategy= mergeKey= preserve=false",
+		"spec.extra":          "object list= keys=[] strategy= mergeKey= preserve=true",
+		"metadata.finalizers": "array list=set keys=[] strategy=merge mergeKey= preserve=false",
+	} {
+		if got := shape(s, create, path); got != want {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
+	}
+	if size, _ := s.FieldType(create, "spec.size"); !slices.Equal(size.Enum, []string{"large", "small"}) {
+		t.Errorf("spec.size enum %v", size.Enum)
 	}
 }
