@@ -13,7 +13,10 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -23,6 +26,22 @@ import (
 // GeneratedOpenAPIFile holds the Go OpenAPI definitions of every built-in
 // type of a kubernetes/kubernetes tree.
 const GeneratedOpenAPIFile = "pkg/generated/openapi/zz_generated.openapi.go"
+
+// ModuleDir is the module cache directory of source, a catalog's
+// k8s.io/kubernetes@VERSION. go generate ./internal/catalog downloads it;
+// a test cannot (it has no network), so it is an error when missing.
+func ModuleDir(source string) (string, error) {
+	modcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMODCACHE: %w", err)
+	}
+	// k8s.io/kubernetes needs no case-escaping in module cache paths.
+	dir := filepath.Join(strings.TrimSpace(string(modcache)), source)
+	if _, err := os.Stat(filepath.Join(dir, catalog.SwaggerFile)); err != nil {
+		return "", fmt.Errorf("%s is not in the module cache; run go generate ./internal/catalog to download it: %w", source, err)
+	}
+	return dir, nil
+}
 
 // Schemas builds the body schemas of a release from a kubernetes/kubernetes
 // source tree: swagger.json, with the enums of GeneratedOpenAPIFile.

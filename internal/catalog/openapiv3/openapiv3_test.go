@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/catalog/kubesource"
 )
 
 // A trimmed-down swagger.json in the shape the API server serves: core
@@ -127,20 +127,12 @@ func TestFromDocumentsErrors(t *testing.T) {
 }
 
 // kubernetesSource returns the module cache directory a catalog was built
-// from, skipping the test when it is not there (go generate downloads it).
+// from.
 func kubernetesSource(t *testing.T, c *catalog.Catalog) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("reads the k8s.io/kubernetes module from the module cache")
-	}
-	modcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	dir, err := kubesource.ModuleDir(c.Source)
 	if err != nil {
-		t.Skipf("go env GOMODCACHE: %v", err)
-	}
-	// k8s.io/kubernetes needs no case-escaping in module cache paths.
-	dir := filepath.Join(strings.TrimSpace(string(modcache)), c.Source)
-	if _, err := os.Stat(filepath.Join(dir, catalog.SwaggerFile)); err != nil {
-		t.Skipf("%s not in the module cache; run go generate to download it", c.Source)
+		t.Fatal(err)
 	}
 	return dir
 }
