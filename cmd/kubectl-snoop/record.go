@@ -39,22 +39,30 @@ func (e exitError) Error() string { return fmt.Sprintf("command exited with stat
 func newRecordCommand() *cobra.Command {
 	var (
 		release, output, outFile string
-		untested                 bool
-		maxRows                  int
+		untested, bodies         bool
+		maxRows, maxBodyBytes    int
 	)
 	var kubeconfig *kubeconfigFlags
 	cmd := &cobra.Command{
-		Use:   "record [--release 1.37] [-o table|json|markdown|html] [--out FILE] -- COMMAND [ARG...]",
+		Use:   "record [--release 1.37] [--bodies] [-o table|json|markdown|html] [--out FILE] -- COMMAND [ARG...]",
 		Short: "Run a command through a local recording proxy and print the API coverage of what it did",
 		Long: `Starts a recording proxy on loopback with a throwaway CA, points COMMAND at it
 with a kubeconfig of its own (KUBECONFIG), forwards every request to the real
 API server with your kubeconfig's credentials (client certificates, tokens,
 exec plugins), and prints the coverage of what COMMAND did on standard error
-(or into --out). COMMAND's output and exit status are its own.`,
+(or into --out). COMMAND's output and exit status are its own.
+
+With --bodies, the proxy also reads the JSON request bodies (Secret data
+redacted, at most --max-body-bytes each) against the release's schemas, and
+the coverage tells which fields they set, which they used that the schema
+does not know, and which had values of the wrong type.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
+			}
+			if maxBodyBytes <= 0 {
+				return fmt.Errorf("--max-body-bytes must be positive, not %d", maxBodyBytes)
 			}
 			clientConfig := kubeconfig.clientConfig()
 			restConfig, err := clientConfig.ClientConfig()
@@ -71,7 +79,8 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 			}
 			rec := record.NewRecorder(match.New(cat), nil)
 
-			code, err := runRecorded(cmd.Context(), restConfig, namespace, rec, args)
+			keep := bodyCapture{keep: bodies, maxBytes: maxBodyBytes}
+			code, err := runRecorded(cmd.Context(), restConfig, namespace, rec, keep, args)
 			if err != nil {
 				return err
 			}
@@ -101,6 +110,8 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 	cmd.Flags().StringVar(&outFile, "out", "", "write the coverage to this file instead of standard error")
 	cmd.Flags().BoolVar(&untested, "untested", false, "also list the eligible operations no request hit")
 	cmd.Flags().IntVar(&maxRows, "max-rows", 0, "cap long tables at this many rows (0: all)")
+	cmd.Flags().BoolVar(&bodies, "bodies", false, "read request bodies for field coverage (which fields COMMAND set)")
+	cmd.Flags().IntVar(&maxBodyBytes, "max-body-bytes", 1<<20, "with --bodies, read at most this many bytes of a body; longer ones count as malformed")
 	kubeconfig = addKubeconfigFlags(cmd.Flags(), "kubeconfig whose credentials reach the real API server")
 	return cmd
 }
@@ -124,9 +135,16 @@ func serverRelease(cfg *rest.Config) string {
 	return newest
 }
 
+// bodyCapture says whether the proxy keeps request bodies, and how much of
+// each.
+type bodyCapture struct {
+	keep     bool
+	maxBytes int
+}
+
 // runRecorded serves the recording proxy on loopback for the command's
 // lifetime and returns the command's exit code.
-func runRecorded(ctx context.Context, upstream *rest.Config, namespace string, obs record.Observer, args []string) (int, error) {
+func runRecorded(ctx context.Context, upstream *rest.Config, namespace string, obs record.Observer, bodies bodyCapture, args []string) (int, error) {
 	upstreamURL, err := url.Parse(upstream.Host)
 	if err != nil {
 		return 0, fmt.Errorf("parse API server address %q: %w", upstream.Host, err)
@@ -137,6 +155,7 @@ func runRecorded(ctx context.Context, upstream *rest.Config, namespace string, o
 	}
 	p, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, Transport: normal, UpgradeTransport: upgrade, Observer: obs,
+		KeepBodies: bodies.keep, MaxBodyBytes: bodies.maxBytes,
 		ErrorLog: log.New(io.Discard, "", 0),
 	})
 	if err != nil {

@@ -45,7 +45,7 @@ func TestRecordKubectlWithClientCertificates(t *testing.T) {
 	kubeconfig := clientCertKubeconfig(t)
 	kubectl, err := testenv.Kubectl("kubectl")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	report, err := runRecord(t, "record", "--kubeconfig", kubeconfig, "--release", "1.37", "--", kubectl, "get", "pods", "-A")
 	if err != nil {
@@ -62,7 +62,7 @@ func TestRecordKeepsExitCodeAndWritesJSON(t *testing.T) {
 	kubeconfig := clientCertKubeconfig(t)
 	kubectl, err := testenv.Kubectl("kubectl")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "coverage.json")
 	_, err = runRecord(t, "record", "--kubeconfig", kubeconfig, "-o", "json", "--out", out, "--",
@@ -81,5 +81,8 @@ func TestRecordKeepsExitCodeAndWritesJSON(t *testing.T) {
 	}
 	if r.Summary.FailedRequests == 0 || r.Summary.Release != "1.37" {
 		t.Errorf("summary %+v, want the failed read recorded against the server's release", r.Summary)
+	}
+	if r.Summary.Fields != nil {
+		t.Errorf("field coverage %+v without --bodies", r.Summary.Fields)
 	}
 }

@@ -183,12 +183,14 @@
 
   // Table is a sortable, filterable table: buttons in the headers sort
   // (aria-sort says how), the filter keeps rows whose text contains every
-  // word typed.
-  function Table(id, title, columns, note) {
+  // word typed. A column's value is what it sorts by; its text, when it
+  // has one, is what it shows (and what the filter reads). The table goes
+  // into parent (under an h3), or at the end of #tables.
+  function Table(id, title, columns, note, parent) {
     this.id = id; this.columns = columns; this.rows = []; this.sortCol = -1; this.sortDir = 1; this.filter = '';
     var self = this;
     this.section = el('section', { id: id, class: 'table-section', 'aria-labelledby': id + '-title' });
-    this.heading = el('h2', { id: id + '-title', text: title });
+    this.heading = el(parent ? 'h3' : 'h2', { id: id + '-title', class: parent ? 'table-title' : '', text: title });
     this.count = el('span', { class: 'count', role: 'status' });
     this.input = el('input', { type: 'search', id: id + '-filter', placeholder: 'Filter', 'aria-controls': id + '-table' });
     this.input.addEventListener('input', function () { self.filter = self.input.value; self.render(); });
@@ -212,7 +214,7 @@
     this.scroll = el('div', { class: 'scroll' }, [this.table]);
     this.section.appendChild(this.scroll);
     this.section.appendChild(this.empty);
-    document.getElementById('tables').appendChild(this.section);
+    (parent || document.getElementById('tables')).appendChild(this.section);
     state.tables[id] = this;
   }
   Table.prototype.sortBy = function (i) {
@@ -224,7 +226,8 @@
     var cols = this.columns;
     this.rows = rows.map(function (r) {
       var cells = cols.map(function (c) { var v = c.value(r); return v == null ? '' : v; });
-      return { cells: cells, text: cells.join(' ').toLowerCase() };
+      var shown = cells.map(function (v, j) { return cols[j].text ? cols[j].text(v) : v; });
+      return { cells: cells, shown: shown, text: shown.join(' ').toLowerCase() };
     });
     this.emptyText = emptyText;
     this.render();
@@ -246,7 +249,7 @@
     });
     var body = document.createDocumentFragment();
     rows.forEach(function (r) {
-      body.appendChild(el('tr', {}, r.cells.map(function (v, j) {
+      body.appendChild(el('tr', {}, r.shown.map(function (v, j) {
         return el('td', { class: self.columns[j].num ? 'num' : self.columns[j].code ? 'code' : '' }, [String(v)]);
       })));
     });
@@ -328,6 +331,70 @@
     ]);
   }
 
+  var FIELD_LEVELS = LEVELS.slice(0, 4);
+
+  function fieldCard(key, label, l) {
+    var bar = el('div', { class: 'bar' }, [el('div', { style: 'width:' + Math.min(100, l.percent || 0) + '%' })]);
+    return el('div', { class: 'card', 'data-level': key }, [
+      el('h3', { text: label }),
+      el('p', { class: 'percent' }, [el('span', { 'data-field': 'percent', text: pct(l.percent) })]),
+      el('p', {}, [el('span', { 'data-field': 'hit', text: String(l.hit) }), ' of ', el('span', { 'data-field': 'inSchema', text: String(l.inSchema) }), ' fields']),
+      el('p', { class: 'hint' }, [el('span', { 'data-field': 'operations', text: String(l.operations) }), ' operations, ',
+        el('span', { 'data-field': 'bodies', text: String(l.bodies) }), ' bodies']),
+      bar
+    ]);
+  }
+
+  var fieldTables = null;
+  // renderFields shows field coverage when the report has it (its delta
+  // held request bodies), and the placeholder when it has not: a live
+  // session may get its first bodies after the page opened.
+  function renderFields(report) {
+    var fs = report.summary.fields;
+    document.getElementById('fields-placeholder').hidden = !!fs;
+    document.getElementById('fields-measured').hidden = !fs;
+    if (!fs) return;
+    var ops = (report.operations || []).filter(function (o) { return o.fields; });
+    var seen = ops.filter(function (o) { return o.fields.bodies > 0; });
+    document.getElementById('field-totals').textContent = fs.bodies + ' request bodies' + (fs.malformed ? ' (' + fs.malformed + ' malformed)' : '') +
+      ' of ' + seen.length + ' operations; ' + (ops.length - seen.length) + ' more operations take a body, none seen.' +
+      (fs.schemas ? ' Fields count the field paths of each operation\'s body schema (a list item or map value is one path).' :
+        ' Kubernetes ' + report.summary.release + ' has no body schemas here: fields in schema are not known.');
+    var cards = document.getElementById('field-cards');
+    cards.textContent = '';
+    FIELD_LEVELS.forEach(function (l) { cards.appendChild(fieldCard(l[0], l[1], fs[l[0]])); });
+    if (!fieldTables) {
+      var parent = document.getElementById('field-tables');
+      fieldTables = {
+        ops: new Table('field-operations', 'Operations with request bodies', [
+          { label: 'Operation', code: true, value: function (o) { return o.id; } },
+          { label: 'Level', value: function (o) { return levelOf(o); } },
+          { label: 'Bodies', num: true, value: function (o) { return o.fields.bodies; } },
+          { label: 'Fields hit', num: true, value: function (o) { return o.fields.hit; } },
+          { label: 'In schema', num: true, value: function (o) { return o.fields.inSchema; } },
+          { label: 'Percent', num: true, value: function (o) { return o.fields.percent || 0; }, text: pct },
+          { label: 'Unknown', num: true, value: function (o) { return (o.fields.unknown || []).length; } },
+          { label: 'Ill-typed', num: true, value: function (o) { return (o.fields.illTyped || []).length; } }
+        ], 'Unknown and ill-typed count field paths; the table below lists them.', parent),
+        problems: new Table('field-problems', 'Unknown and ill-typed fields', [
+          { label: 'Operation', code: true, value: function (p) { return p.op; } },
+          { label: 'Path', code: true, value: function (p) { return p.path; } },
+          { label: 'Kind', value: function (p) { return p.kind; } },
+          { label: 'Bodies', num: true, value: function (p) { return p.count; } }
+        ], 'Unknown: the schema has no such field. Ill-typed: the value does not fit the schema (wrong type, or not one of its values). Bodies: how many set it.', parent)
+      };
+      fieldTables.ops.sortCol = 2; fieldTables.ops.sortDir = -1;
+      fieldTables.problems.sortCol = 3; fieldTables.problems.sortDir = -1;
+    }
+    var problems = [];
+    seen.forEach(function (o) {
+      (o.fields.unknown || []).forEach(function (h) { problems.push({ op: o.id, path: h.path, kind: 'unknown', count: h.count }); });
+      (o.fields.illTyped || []).forEach(function (h) { problems.push({ op: o.id, path: h.path, kind: 'ill-typed', count: h.count }); });
+    });
+    fieldTables.ops.set(seen, 'No request body was seen.');
+    fieldTables.problems.set(problems, 'Every field the bodies set is in the schema, with a value that fits.');
+  }
+
   function renderReport(report) {
     var s = report.summary;
     document.getElementById('subtitle').textContent = 'Kubernetes ' + s.release + ' · ' + config.source + (config.generated ? ' · written ' + config.generated : '');
@@ -354,6 +421,7 @@
     t.unknown.set(report.unknown || [], 'Every request matched an operation of the release.');
     t.clients.set(report.clients || [], 'No client recorded.');
     t.tests.set(report.tests || [], 'No e2e test named in a user agent.');
+    renderFields(report);
     state.data = report;
     state.renders++;
   }

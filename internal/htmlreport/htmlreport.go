@@ -1,7 +1,10 @@
 // Package htmlreport renders coverage as one self-contained HTML page: a
 // sunburst of the release's operations by level, group, version, resource
 // and operation, coloured hit, eligible-untested or ineligible, summary
-// cards per level, and sortable, filterable tables. Everything it needs is
+// cards per level, and sortable, filterable tables; when the report holds
+// field coverage (request bodies were recorded), cards of fields hit per
+// level and tables of the operations' fields and of their unknown and
+// ill-typed field paths, else a "not measured" note. Everything it needs is
 // inside the page (the charting library, its script and style), so the page
 // opens without network access, from a file or from the manager.
 //

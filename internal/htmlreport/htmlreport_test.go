@@ -14,6 +14,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/fields"
 	"apisnoop.dev/kube-apisnoop/internal/htmlreport"
 	"apisnoop.dev/kube-apisnoop/internal/htmlreport/browsertest"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -160,5 +161,101 @@ func TestReportFromAuditLogInChromium(t *testing.T) {
 	}
 	browsertest.Open(t, browser, "file://"+page)
 	browsertest.CheckReport(t, browser, jsonReport(t, r), "configmap")
+	// Without field data the field section keeps its placeholder.
+	if r.Summary.Fields == nil {
+		browsertest.CheckFields(t, browser, jsonReport(t, r), "", "")
+	}
 	browsertest.Screenshot(t, browser, "audit-log-report")
+}
+
+// fieldDelta holds the hits and field counts of real request bodies, as
+// internal/fields walks them against the 1.37 schemas: a Deployment
+// (internal/fields/testdata) created as is three times and once with a
+// misspelt and an ill-typed field, merge-patched twice with an unknown and
+// an ill-typed field, a ConfigMap created with an unknown field, and a
+// malformed ConfigMap body.
+func fieldDelta(t *testing.T, cat *catalog.Catalog) *coverage.Delta {
+	t.Helper()
+	schemas, err := cat.Schemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployment, err := os.ReadFile(filepath.Join("..", "fields", "testdata", "deployment.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(deployment, &obj); err != nil {
+		t.Fatal(err)
+	}
+	spec := obj["spec"].(map[string]any)
+	spec["replicas"] = "three"
+	spec["replica"] = 3
+	bad, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &coverage.Delta{}
+	w := fields.NewWalker(schemas)
+	client := coverage.Client{User: "admin", UserAgent: "kubectl/v1.37.0"}
+	for _, b := range []struct {
+		op, verb string
+		kind     fields.BodyKind
+		body     []byte
+		n        int
+	}{
+		{"createAppsV1NamespacedDeployment", "create", fields.Object, deployment, 3},
+		{"createAppsV1NamespacedDeployment", "create", fields.Object, bad, 1},
+		{"patchAppsV1NamespacedDeployment", "patch", fields.MergePatch, []byte(`{"spec":{"replicas":2,"paused":"yes"},"metadata":{"labelz":{"a":"b"}}}`), 2},
+		{"createCoreV1NamespacedConfigMap", "create", fields.Object, []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"prices"},"data":{"apple":"1"},"extra":true}`), 1},
+	} {
+		res, err := w.Walk(b.op, b.kind, b.body)
+		if err != nil {
+			t.Fatalf("walk a %s body of %s: %v", b.kind, b.op, err)
+		}
+		d.AddFields(b.op, res, int64(b.n))
+		for range b.n {
+			d.Add(coverage.Hit{OperationID: b.op, Verb: b.verb, Status: 201, Client: client})
+		}
+	}
+	d.AddMalformedBodies("createCoreV1NamespacedConfigMap", 1)
+	d.Add(coverage.Hit{OperationID: "createCoreV1NamespacedConfigMap", Verb: "create", Status: 400, Client: client})
+	return d
+}
+
+// TestFieldCoverageInChromium renders a report with field data and checks
+// from the page Chromium drew that the field cards and tables show the JSON
+// report's numbers, that filtering the field tables works, and that the
+// endpoint coverage around them is as before.
+func TestFieldCoverageInChromium(t *testing.T) {
+	browser := browsertest.New(t)
+	cat, err := catalog.Load("1.37")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := coverage.NewReport(cat, fieldDelta(t, cat))
+	if fs := r.Summary.Fields; fs == nil || !fs.Schemas || fs.Stable.Hit < 50 || fs.Bodies != 8 {
+		t.Fatalf("the report's field coverage holds too little: %+v", fs)
+	}
+	page := filepath.Join(t.TempDir(), "fields.html")
+	f, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := htmlreport.Write(f, htmlreport.Page{Title: "API coverage", Source: "field test"}, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Open(t, browser, "file://"+page)
+	want := jsonReport(t, r)
+	browsertest.CheckReport(t, browser, want, "deployment")
+	browsertest.CheckFields(t, browser, want, "deployment", "replica")
+	ops, problems := browsertest.FieldRows(want)
+	if len(ops) != 3 || len(problems) != 5 {
+		t.Errorf("the JSON report has %d operations with bodies and %d unknown or ill-typed paths, want 3 and 5:\n%s\n%s",
+			len(ops), len(problems), strings.Join(ops, "\n"), strings.Join(problems, "\n"))
+	}
+	browsertest.Screenshot(t, browser, "field-coverage")
 }

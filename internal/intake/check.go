@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 )
@@ -15,7 +16,19 @@ const (
 	// maxOperationID is far above the longest operationId even of a custom
 	// resource (a 253-byte group is the bulk of it).
 	maxOperationID = 1024
+	// MaxFieldPath bounds a field path of a delta's Fields. The longest
+	// path of a built-in schema has under 200 bytes; longer ones are
+	// unknown fields a client made up, which a recorder leaves out (counted
+	// in FieldCounts.Overflow) rather than send a batch refused for them.
+	MaxFieldPath = 1024
 )
+
+// ValidFieldPath says whether a field path may be in a delta's Fields: 1 to
+// MaxFieldPath bytes of UTF-8. A recorder drops the paths that are not, so
+// that no body a client sends makes its batches refused.
+func ValidFieldPath(path string) bool {
+	return path != "" && len(path) <= MaxFieldPath && utf8.ValidString(path)
+}
 
 // check says whether the collector would accept b.
 func (b Batch) check() error {
@@ -59,7 +72,8 @@ func allIn(s, extra string) bool {
 // checkDelta says whether a delta could have been recorded: no count is
 // negative, the totals add up (every request is counted on one operation
 // or as unknown), the bounds of coverage.Delta hold, operation IDs are
-// bounded and no entry is null. Merging a delta that passes cannot panic.
+// bounded and no entry is null; so do its field counts (checkFields).
+// Merging a delta that passes cannot panic.
 func checkDelta(d *coverage.Delta) error {
 	bad := func(format string, args ...any) error {
 		return refuse(http.StatusBadRequest, ReasonDelta, "check delta: "+format, args...)
@@ -111,6 +125,62 @@ func checkDelta(d *coverage.Delta) error {
 		if !validOperationCounts(ops) {
 			return bad("operations of test %.32q", test)
 		}
+	}
+	return checkFields(d, bad)
+}
+
+// checkFields says whether a delta's field counts could have been recorded.
+// A body is walked for the request it came with, so every operation in
+// Fields has at least as many requests as bodies; no count is negative, at
+// most Bodies are Malformed, and a path is counted at most once per body
+// that was read (Bodies - Malformed). The bounds of coverage.AddFields hold
+// per operation and over the delta, and every path is ValidFieldPath.
+func checkFields(d *coverage.Delta, bad func(format string, args ...any) error) error {
+	entries := 0
+	for id, fc := range d.Fields {
+		if !validOperationID(id) {
+			return bad("operation ID %.32q of field counts", id)
+		}
+		if fc == nil {
+			return bad("null field counts of operation %.32q", id)
+		}
+		if fc.Bodies < 0 || fc.Malformed < 0 || fc.Overflow < 0 || fc.Malformed > fc.Bodies {
+			return bad("field counts of operation %.32q: %d bodies, %d malformed, %d overflow", id, fc.Bodies, fc.Malformed, fc.Overflow)
+		}
+		ops := d.Operations[id]
+		if ops == nil || fc.Bodies > ops.Requests {
+			requests := int64(0)
+			if ops != nil {
+				requests = ops.Requests
+			}
+			return bad("%d bodies of operation %.32q, of %d requests", fc.Bodies, id, requests)
+		}
+		read := fc.Bodies - fc.Malformed
+		for _, set := range []struct {
+			name  string
+			paths map[string]int64
+			max   int
+		}{
+			{"set", fc.Set, coverage.MaxSetFields},
+			{"unknown", fc.Unknown, coverage.MaxUnknownFields},
+			{"ill-typed", fc.IllTyped, coverage.MaxUnknownFields},
+		} {
+			if len(set.paths) > set.max {
+				return bad("%d %s field paths of operation %.32q, at most %d", len(set.paths), set.name, id, set.max)
+			}
+			for path, n := range set.paths {
+				if !ValidFieldPath(path) {
+					return bad("%s field path %.32q of operation %.32q: not 1 to %d bytes of UTF-8", set.name, path, id, MaxFieldPath)
+				}
+				if n < 0 || n > read {
+					return bad("%s field path %.32q of operation %.32q in %d bodies, of %d read", set.name, path, id, n, read)
+				}
+			}
+			entries += len(set.paths)
+		}
+	}
+	if entries > coverage.MaxFieldEntries {
+		return bad("%d field paths, at most %d", entries, coverage.MaxFieldEntries)
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add("pod-uid", "1", "1.37", MediaType, []byte(`{"requests":0}`), true)
 	f.Add("pod-uid", "1", "1.37", MediaType, []byte(`{"requests":2,"unknownRequests":1,"operations":{"a":{"requests":1,"byVerb":{"get":1}}},"unknown":{"GET /x":{"requests":1}},"clients":[{"pod":"p","requests":2,"unknown":1,"operations":{"a":1}},{"pod":"p"}],"tests":{"t":{"a":1},"u":null}}`), true)
 	f.Add("pod-uid", "1", "1.37", MediaType, []byte(`{"requests":1,"operations":{"a":null}}`), true)
+	f.Add("pod-uid", "1", "1.37", MediaType, []byte(`{"requests":2,"operations":{"a":{"requests":2}},"fields":{"a":{"bodies":2,"malformed":1,"set":{"x":1,"x.y":1},"unknown":{"z":1},"illTyped":{"x.y":1}},"b":null}}`), true)
 	f.Add("pod-uid", "1", "1.37", MediaType, []byte(`{"requests":-1,"failedRequests":9223372036854775807}`), true)
 	f.Add("pod-uid", "1", "1.37", MediaType, []byte(`{"clients":[{"requests":-1}],"unknown":{"":{}}}`), true)
 	f.Add("pod-uid", "1", "1.37", MediaType, []byte("\x28\xb5\x2f\xfd\x00\x58junk"), false)

@@ -17,12 +17,13 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/fields"
 )
 
 const testURL = "https://collector.example:8443" + Path
 
 // sampleDelta has every part of a delta: operations, unknown shapes,
-// clients and e2e tests.
+// clients, e2e tests and the fields of a body.
 func sampleDelta() *coverage.Delta {
 	d := &coverage.Delta{}
 	kubectl := coverage.Client{Pod: "web-0", Namespace: "shop", ServiceAccount: "web", UserAgent: "kubectl/v1.37.0"}
@@ -31,6 +32,11 @@ func sampleDelta() *coverage.Delta {
 	d.Add(coverage.Hit{OperationID: "listCoreV1NamespacedPod", Verb: "watch", Status: 200, Client: kubectl})
 	d.Add(coverage.Hit{OperationID: "createAppsV1NamespacedDeployment", Verb: "create", Status: 201, Client: e2e, Test: "[sig-apps] Deployment works"})
 	d.Add(coverage.Hit{Verb: "get", Status: 404, Unknown: "GET /apis/example.com/v1/widgets", Client: kubectl})
+	d.AddFields("createAppsV1NamespacedDeployment", fields.Result{
+		Set:      []string{"metadata", "metadata.name", "spec", "spec.replicas"},
+		Unknown:  []string{"spec.replica"},
+		IllTyped: []string{"spec.replicas"},
+	}, 1)
 	return d
 }
 

@@ -34,7 +34,8 @@ type exchange struct {
 }
 
 // begin starts recording a request. Only the User-Agent is taken from the
-// headers: events never carry any other header.
+// headers, and the Content-Type when bodies are kept (it says how the body
+// is written): events never carry any other header.
 func (p *Proxy) begin(r *http.Request) *exchange {
 	info, _ := match.NewRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
 	ex := &exchange{
@@ -54,6 +55,7 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 	ex.base.Client = p.identity
 	if p.keepBodies {
 		ex.body = &bodyCapture{limit: p.maxBody}
+		ex.base.ContentType = r.Header.Get("Content-Type")
 	}
 	return ex
 }

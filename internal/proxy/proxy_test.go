@@ -125,6 +125,9 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 		if len(ev.Body) != defaultMaxBodyBytes || !ev.BodyTruncated || !bytes.Equal(ev.Body, requestBody[:defaultMaxBodyBytes]) {
 			t.Errorf("kept body: %d bytes truncated=%v, want the first %d bytes", len(ev.Body), ev.BodyTruncated, defaultMaxBodyBytes)
 		}
+		if ev.ContentType != "application/octet-stream" {
+			t.Errorf("kept body's Content-Type %q, want the request's", ev.ContentType)
+		}
 	}
 }
 

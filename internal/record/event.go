@@ -27,7 +27,7 @@ type Identity struct {
 }
 
 // Event is one request seen by the proxy. Headers are never part of it: the
-// User-Agent is the only one kept.
+// User-Agent is the only one kept, and the Content-Type with a kept body.
 type Event struct {
 	// ID identifies the request across its stages.
 	ID    uint64 `json:"id"`
@@ -53,6 +53,10 @@ type Event struct {
 	Body []byte `json:"body,omitempty"`
 	// BodyTruncated says the body was longer than the cap.
 	BodyTruncated bool `json:"bodyTruncated,omitempty"`
+	// ContentType is the request's Content-Type, set only when the session
+	// keeps bodies: it says how the body is written (an object, or which
+	// kind of patch), which field coverage needs to read it.
+	ContentType string `json:"contentType,omitempty"`
 }
 
 // Observer receives the events of a proxy. Observe must not block the

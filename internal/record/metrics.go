@@ -17,6 +17,7 @@ type Metrics struct {
 	bytes       *prometheus.CounterVec
 	watchEvents prometheus.Counter
 	unknown     prometheus.Counter
+	bodies      *prometheus.CounterVec
 	batches     *prometheus.CounterVec
 	overflow    prometheus.Counter
 	pending     prometheus.Gauge
@@ -43,6 +44,10 @@ func NewMetrics() *Metrics {
 		unknown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "apisnoop_record_unknown_requests_total", Help: "Requests that match no operation of the release.",
 		}),
+		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apisnoop_record_request_bodies_total",
+			Help: "Kept request bodies of known operations, by what became of them: walked for field coverage, malformed, truncated at the cap (both counted as malformed), or unread (not JSON, no schema).",
+		}, []string{"result"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apisnoop_ship_batches_total", Help: "Delta batches sent to the collector, by result.",
 		}, []string{"result"}),
@@ -54,7 +59,7 @@ func NewMetrics() *Metrics {
 			Name: "apisnoop_ship_pending_requests", Help: "Requests recorded but not yet accepted by the collector.",
 		}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.bytes, m.watchEvents, m.unknown, m.batches, m.overflow, m.pending,
+	m.Registry.MustRegister(m.requests, m.duration, m.bytes, m.watchEvents, m.unknown, m.bodies, m.batches, m.overflow, m.pending,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,6 +78,12 @@ func (m *Metrics) observe(ev *Event) {
 func (m *Metrics) counted(unknown bool) {
 	if m != nil && unknown {
 		m.unknown.Inc()
+	}
+}
+
+func (m *Metrics) body(outcome bodyOutcome) {
+	if m != nil {
+		m.bodies.WithLabelValues(string(outcome)).Inc()
 	}
 }
 

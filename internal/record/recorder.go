@@ -14,6 +14,7 @@ import (
 type Recorder struct {
 	matcher *match.Matcher
 	metrics *Metrics
+	bodies  *bodyWalker
 
 	mu      sync.Mutex
 	pending coverage.Delta
@@ -27,11 +28,17 @@ type Recorder struct {
 
 // NewRecorder returns a recorder matching against m. metrics may be nil.
 func NewRecorder(m *match.Matcher, metrics *Metrics) *Recorder {
-	return &Recorder{matcher: m, metrics: metrics, started: make(map[uint64]struct{})}
+	return &Recorder{matcher: m, metrics: metrics, bodies: newBodyWalker(m.Catalog()), started: make(map[uint64]struct{})}
 }
 
 // Observe counts a request once: at ResponseStarted for long-running ones,
-// otherwise at ResponseComplete.
+// otherwise at ResponseComplete. The body a ResponseComplete event carries
+// (the proxy keeps bodies) is read for field coverage (package fields) and
+// counted with its request, in the same delta: a delta's bodies of an
+// operation never outnumber its requests, which the collector checks. The
+// bodies of long-running requests (counted at ResponseStarted, maybe in an
+// earlier delta) are not read: watches and upgrades carry none that
+// describes an object.
 func (r *Recorder) Observe(ev *Event) {
 	r.metrics.observe(ev)
 	switch ev.Stage {
@@ -56,10 +63,22 @@ func (r *Recorder) Observe(ev *Event) {
 		Pod: ev.Client.Pod, Namespace: ev.Client.Namespace, ServiceAccount: ev.Client.ServiceAccount,
 		User: ev.Client.User, UserAgent: ev.UserAgent,
 	})
+	var body bodyFields
+	hasBody := ev.Stage == StageResponseComplete && res.Operation != nil && (len(ev.Body) > 0 || ev.BodyTruncated)
+	if hasBody {
+		// Outside the lock: walking takes microseconds per kilobyte.
+		body = r.bodies.walk(res.Operation.ID, ev)
+	}
 	r.mu.Lock()
 	r.pending.Add(hit)
+	if hasBody {
+		body.addTo(&r.pending, res.Operation.ID)
+	}
 	r.mu.Unlock()
 	r.metrics.counted(res.Operation == nil)
+	if hasBody {
+		r.metrics.body(body.outcome)
+	}
 }
 
 // Take returns what was recorded since the last Take and starts anew.

@@ -43,13 +43,20 @@ func Write(w io.Writer, format string, r *coverage.Report, opts Options) error {
 type levelRow struct {
 	name string
 	l    coverage.LevelSummary
+	// fields is the level's field coverage; nil for conformance-tested,
+	// which field coverage does not count, and without field data.
+	fields *coverage.FieldLevelSummary
 }
 
 func levelRows(s coverage.Summary) []levelRow {
-	return []levelRow{
-		{"stable", s.Stable}, {"beta", s.Beta}, {"alpha", s.Alpha},
-		{"eligible", s.Eligible}, {"conformance-tested", s.ConformanceHit},
+	rows := []levelRow{
+		{name: "stable", l: s.Stable}, {name: "beta", l: s.Beta}, {name: "alpha", l: s.Alpha},
+		{name: "eligible", l: s.Eligible}, {name: "conformance-tested", l: s.ConformanceHit},
 	}
+	if f := s.Fields; f != nil {
+		rows[0].fields, rows[1].fields, rows[2].fields, rows[3].fields = &f.Stable, &f.Beta, &f.Alpha, &f.Eligible
+	}
+	return rows
 }
 
 // Table renders r for a terminal.
@@ -57,12 +64,22 @@ func Table(w io.Writer, r *coverage.Report, opts Options) error {
 	s := r.Summary
 	fmt.Fprintf(w, "Kubernetes %s: %d requests, %d failed, %d unknown\n\n", s.Release, s.Requests, s.FailedRequests, s.UnknownRequests)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LEVEL\tHIT\tOPERATIONS\tCOVERAGE")
-	for _, row := range levelRows(s) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\n", row.name, row.l.Hit, row.l.Operations, row.l.Percent)
+	if s.Fields == nil {
+		fmt.Fprintln(tw, "LEVEL\tHIT\tOPERATIONS\tCOVERAGE")
+		for _, row := range levelRows(s) {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\n", row.name, row.l.Hit, row.l.Operations, row.l.Percent)
+		}
+	} else {
+		fmt.Fprintln(tw, "LEVEL\tHIT\tOPERATIONS\tCOVERAGE\tFIELDS HIT / IN SCHEMA")
+		for _, row := range levelRows(s) {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\t%s\n", row.name, row.l.Hit, row.l.Operations, row.l.Percent, fieldLevel(s.Fields, row.fields))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if s.Fields != nil {
+		fmt.Fprintf(w, "\n%s\n", bodiesLine(r))
 	}
 
 	hit := r.Hit()
@@ -96,6 +113,9 @@ func Table(w io.Writer, r *coverage.Report, opts Options) error {
 			return err
 		}
 	}
+	if err := fieldTables(w, r, opts); err != nil {
+		return err
+	}
 	if opts.Untested && len(r.Untested) > 0 {
 		fmt.Fprintf(w, "\nEligible operations not hit (%d):\n", len(r.Untested))
 		byID := operationsByID(r)
@@ -114,10 +134,19 @@ func Markdown(w io.Writer, r *coverage.Report, opts Options) error {
 	s := r.Summary
 	fmt.Fprintf(w, "# API coverage of Kubernetes %s\n\n", s.Release)
 	fmt.Fprintf(w, "%d requests, %d failed, %d unknown to the release.\n\n", s.Requests, s.FailedRequests, s.UnknownRequests)
-	fmt.Fprintln(w, "| level | hit | operations | coverage |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
-	for _, row := range levelRows(s) {
-		fmt.Fprintf(w, "| %s | %d | %d | %.1f%% |\n", row.name, row.l.Hit, row.l.Operations, row.l.Percent)
+	if s.Fields == nil {
+		fmt.Fprintln(w, "| level | hit | operations | coverage |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|")
+		for _, row := range levelRows(s) {
+			fmt.Fprintf(w, "| %s | %d | %d | %.1f%% |\n", row.name, row.l.Hit, row.l.Operations, row.l.Percent)
+		}
+	} else {
+		fmt.Fprintln(w, "| level | hit | operations | coverage | fields hit / in schema |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+		for _, row := range levelRows(s) {
+			fmt.Fprintf(w, "| %s | %d | %d | %.1f%% | %s |\n", row.name, row.l.Hit, row.l.Operations, row.l.Percent, fieldLevel(s.Fields, row.fields))
+		}
+		fmt.Fprintf(w, "\n%s\n", bodiesLine(r))
 	}
 	if hit := r.Hit(); len(hit) > 0 {
 		fmt.Fprintf(w, "\n## Operations hit (%d)\n\n", len(hit))
@@ -139,6 +168,7 @@ func Markdown(w io.Writer, r *coverage.Report, opts Options) error {
 			fmt.Fprintf(w, "| %d | `%s` | %s |\n", u.Requests, u.Shape, counts(u.ByStatus))
 		}
 	}
+	fieldMarkdown(w, r, opts)
 	if opts.Untested && len(r.Untested) > 0 {
 		fmt.Fprintf(w, "\n## Eligible operations not hit (%d)\n\n", len(r.Untested))
 		byID := operationsByID(r)

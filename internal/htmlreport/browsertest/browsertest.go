@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,10 +144,21 @@ type Card map[string]string
 // ReadCards reads the summary cards by their data-level.
 func ReadCards(t testing.TB, ctx context.Context) map[string]Card {
 	t.Helper()
-	cards, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]Card](`Object.fromEntries([...document.querySelectorAll('#cards .card')].map(c =>
-	  [c.dataset.level, Object.fromEntries([...c.querySelectorAll('[data-field]')].map(f => [f.dataset.field, f.innerText]))]))`))
+	return readCards(t, ctx, "cards")
+}
+
+// ReadFieldCards reads the field coverage cards by their data-level.
+func ReadFieldCards(t testing.TB, ctx context.Context) map[string]Card {
+	t.Helper()
+	return readCards(t, ctx, "field-cards")
+}
+
+func readCards(t testing.TB, ctx context.Context, box string) map[string]Card {
+	t.Helper()
+	cards, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]Card](fmt.Sprintf(`Object.fromEntries([...document.querySelectorAll('#%s .card')].map(c =>
+	  [c.dataset.level, Object.fromEntries([...c.querySelectorAll('[data-field]')].map(f => [f.dataset.field, f.innerText]))]))`, box)))
 	if err != nil {
-		t.Fatalf("read the cards: %v", err)
+		t.Fatalf("read the cards of #%s: %v", box, err)
 	}
 	return cards
 }
@@ -312,4 +324,105 @@ func CheckDiff(t testing.TB, ctx context.Context, d DiffCounts) {
 type DiffCounts struct {
 	Levels             map[string][2]int
 	Gained, Lost, Both int
+}
+
+// Shown reports whether the element with the id is rendered (neither it
+// nor an ancestor hidden).
+func Shown(t testing.TB, ctx context.Context, id string) bool {
+	t.Helper()
+	shown, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(e => !!e && e.getClientRects().length > 0)(document.getElementById('%s'))`, id)))
+	if err != nil {
+		t.Fatalf("is #%s shown: %v", id, err)
+	}
+	return shown
+}
+
+// FieldRows are the rows the field coverage tables must show for r, as
+// Rows reads them: field-operations (the operations some request body was
+// seen for) and field-problems (their unknown and ill-typed paths).
+func FieldRows(r coverage.Report) (ops, problems []string) {
+	for _, op := range r.Operations {
+		f := op.Fields
+		if f == nil || f.Bodies == 0 {
+			continue
+		}
+		level := string(op.Level)
+		if op.Deprecated {
+			level = "deprecated"
+		}
+		ops = append(ops, strings.Join([]string{op.ID, level, fmt.Sprint(f.Bodies), fmt.Sprint(f.Hit), fmt.Sprint(f.InSchema),
+			fmt.Sprintf("%.1f%%", f.Percent), fmt.Sprint(len(f.Unknown)), fmt.Sprint(len(f.IllTyped))}, "\t"))
+		for _, h := range f.Unknown {
+			problems = append(problems, strings.Join([]string{op.ID, h.Path, "unknown", fmt.Sprint(h.Count)}, "\t"))
+		}
+		for _, h := range f.IllTyped {
+			problems = append(problems, strings.Join([]string{op.ID, h.Path, "ill-typed", fmt.Sprint(h.Count)}, "\t"))
+		}
+	}
+	return ops, problems
+}
+
+// CheckFields checks the field coverage section of a report page open in
+// the browser against the JSON report r. Without field data the page must
+// show the "not measured" placeholder and nothing else there. With it, the
+// cards must show each level's fields hit, in schema, percent, operations
+// and bodies, the tables exactly FieldRows(r), and filtering them by
+// opWord and pathWord (when not empty) keep exactly the rows holding them.
+func CheckFields(t testing.TB, ctx context.Context, r coverage.Report, opWord, pathWord string) {
+	t.Helper()
+	fs := r.Summary.Fields
+	if fs == nil {
+		if !Shown(t, ctx, "fields-placeholder") || Shown(t, ctx, "fields-measured") {
+			t.Errorf("a report without field data: the placeholder is shown %v, field coverage %v; want only the placeholder",
+				Shown(t, ctx, "fields-placeholder"), Shown(t, ctx, "fields-measured"))
+		}
+		return
+	}
+	if Shown(t, ctx, "fields-placeholder") || !Shown(t, ctx, "field-cards") {
+		t.Errorf("a report with field data: the placeholder is shown %v, the field cards %v; want only the cards",
+			Shown(t, ctx, "fields-placeholder"), Shown(t, ctx, "field-cards"))
+	}
+	cards := ReadFieldCards(t, ctx)
+	for level, l := range map[string]coverage.FieldLevelSummary{"stable": fs.Stable, "beta": fs.Beta, "alpha": fs.Alpha, "eligible": fs.Eligible} {
+		want := Card{"hit": fmt.Sprint(l.Hit), "inSchema": fmt.Sprint(l.InSchema), "percent": fmt.Sprintf("%.1f%%", l.Percent),
+			"operations": fmt.Sprint(l.Operations), "bodies": fmt.Sprint(l.Bodies)}
+		if got := cards[level]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("field card %s shows %v, the JSON report says %v", level, got, want)
+		}
+	}
+	if len(cards) != 4 {
+		t.Errorf("%d field cards, want 4 (stable, beta, alpha, eligible): %v", len(cards), cards)
+	}
+	wantOps, wantProblems := FieldRows(r)
+	for table, want := range map[string][]string{"field-operations": wantOps, "field-problems": wantProblems} {
+		got := Rows(t, ctx, table)
+		if !sameRows(got, want) {
+			t.Errorf("table %s shows\n%s\nthe JSON report says\n%s", table, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	for _, c := range []struct {
+		table, word string
+		rows        []string
+	}{{"field-operations", opWord, wantOps}, {"field-problems", pathWord, wantProblems}} {
+		if c.word == "" {
+			continue
+		}
+		n := 0
+		for _, row := range c.rows {
+			if strings.Contains(strings.ToLower(row), strings.ToLower(c.word)) {
+				n++
+			}
+		}
+		if n == 0 || n == len(c.rows) {
+			t.Errorf("%d of the %d rows of %s hold %q: filtering by it shows nothing", n, len(c.rows), c.table, c.word)
+		}
+		CheckFilter(t, ctx, c.table, c.word, n)
+	}
+}
+
+func sameRows(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
