@@ -15,6 +15,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/fields"
+	"apisnoop.dev/kube-apisnoop/internal/fields/fieldstest"
 	"apisnoop.dev/kube-apisnoop/internal/htmlreport"
 	"apisnoop.dev/kube-apisnoop/internal/htmlreport/browsertest"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -180,21 +181,7 @@ func fieldDelta(t *testing.T, cat *catalog.Catalog) *coverage.Delta {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deployment, err := os.ReadFile(filepath.Join("..", "fields", "testdata", "deployment.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal(deployment, &obj); err != nil {
-		t.Fatal(err)
-	}
-	spec := obj["spec"].(map[string]any)
-	spec["replicas"] = "three"
-	spec["replica"] = 3
-	bad, err := json.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deployment, bad := fieldstest.Deployment(t)
 	d := &coverage.Delta{}
 	w := fields.NewWalker(schemas)
 	client := coverage.Client{User: "admin", UserAgent: "kubectl/v1.37.0"}

@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/fields"
+	"apisnoop.dev/kube-apisnoop/internal/fields/fieldstest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -88,21 +88,7 @@ func fieldDelta(t *testing.T, cat *catalog.Catalog) *coverage.Delta {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deployment, err := os.ReadFile(filepath.Join("..", "fields", "testdata", "deployment.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal(deployment, &obj); err != nil {
-		t.Fatal(err)
-	}
-	spec := obj["spec"].(map[string]any)
-	spec["replicas"] = "three"
-	spec["replica"] = 3
-	bad, err := json.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deployment, bad := fieldstest.Deployment(t)
 	d := endpointsOnly()
 	w := fields.NewWalker(schemas)
 	for _, b := range []struct {
