@@ -203,6 +203,11 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 		return err
 	}
 
+	step("The same as one self-contained HTML page (kubectl-snoop report -o html)")
+	if err := writeHTMLReport(ctx, kubeconfig, filepath.Join(testenv.RepoRoot(), "bin", "demo", "report.html")); err != nil {
+		return err
+	}
+
 	step("An invalid session is refused with a message that names the field")
 	bad := filepath.Join(workDir, "invalid-session.yaml")
 	if err := os.WriteFile(bad, []byte(invalidSession), 0o600); err != nil {
@@ -356,6 +361,32 @@ func runShown(ctx context.Context, env []string, name string, args ...string) er
 		return fmt.Errorf("%s: %w", shown, err)
 	}
 	return nil
+}
+
+// writeHTMLReport writes the demo session's HTML report to path (kept
+// after the demo, unlike its work directory) and says where it is.
+func writeHTMLReport(ctx context.Context, kubeconfig, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Printf("$ kubectl-snoop report demo -o html > %s\n", path)
+	cmd := exec.CommandContext(ctx, filepath.Join(testenv.RepoRoot(), "bin", "kubectl-snoop"), "report", "demo", "-o", "html")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = f, os.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl-snoop report -o html: %w", err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  %s, %d bytes: open it in a browser, no network needed\n", path, info.Size())
+	return f.Close()
 }
 
 // poll checks done every interval until it holds, for at most timeout;

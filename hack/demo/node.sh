@@ -4,7 +4,8 @@
 # in a network namespace with no route out), the sample SnoopSession, a
 # Deployment whose pod runs kubectl with its own service account, injected
 # by the webhook in iptables mode, and what a user then reads: the injected
-# pod, `kubectl describe snoopsession`, `kubectl snoop report`.
+# pod, `kubectl describe snoopsession`, `kubectl snoop report` (with the
+# fields the request bodies set) and its HTML page.
 #
 # Usage (root): hack/demo/node.sh          run the demo, then remove the node
 #               KEEP=1 hack/demo/node.sh   leave the node running to explore
@@ -148,6 +149,14 @@ k describe snoopsession -n "$NS" demo
 step "The same coverage through kubectl-snoop"
 show "kubectl snoop report demo -n $NS --max-rows 10"
 node exec bin/kubectl-snoop report demo -n "$NS" --max-rows 10
+
+step "The same as one self-contained HTML page, and the session's live page"
+mkdir -p bin/demo
+show "kubectl snoop report demo -n $NS -o html > bin/demo/report.html"
+node exec bin/kubectl-snoop report demo -n "$NS" -o html >bin/demo/report.html
+ls -l bin/demo/report.html | awk '{printf "  %s  %d bytes: open it in a browser, no network needed\n", $NF, $5}'
+page="$(node kubectl get snoopsession -n "$NS" demo -o jsonpath='{.status.resultsPage}')"
+echo "  live page: status.resultsPage = $page on the webhook Service's HTTPS port (README: Results)"
 
 if [ "$KEEP" = 1 ]; then
   step "The node keeps running: hack/node/node.sh kubectl get snoopsessions -A; make node-down removes it"
