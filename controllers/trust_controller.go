@@ -65,11 +65,21 @@ type TrustReconciler struct {
 	// label does: nothing is written there.
 	Skip []string
 
-	// The live catalog, encoded once per catalog the resolver returns
-	// (it keeps one for minutes), not once per namespace and event.
-	encodedFor *catalog.Catalog
-	encoded    []byte
+	// The live catalog and its schemas, encoded once per catalog the
+	// resolver returns (it keeps one for minutes), not once per namespace
+	// and event. encodedSchemas is nil when the catalog has none or they
+	// do not fit beside it.
+	encodedFor     *catalog.Catalog
+	encoded        []byte
+	encodedSchemas []byte
 }
+
+// catalogConfigMapBudget bounds what the catalog ConfigMap holds: the API
+// server refuses a ConfigMap whose values add up to more than 1 MiB. Measured
+// on envtest's v1.37.2 with two small CRDs (internal/manager's cluster test):
+// 17.7 kB of catalog and 19.9 kB of schemas, so custom resources have most of
+// the room.
+const catalogConfigMapBudget = 1 << 20
 
 // Reconcile brings one namespace's copies in line with the sessions.
 func (r *TrustReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -168,17 +178,46 @@ func (r *TrustReconciler) ensureCatalog(ctx context.Context, ns string) error {
 		return fmt.Errorf("build the cluster's catalog: %w", err)
 	}
 	if c != r.encodedFor {
-		data, err := catalog.Encode(c)
+		data, schemas, err := encodeCatalog(ctx, c, catalogConfigMapBudget)
 		if err != nil {
 			return err
 		}
-		r.encodedFor, r.encoded = c, data
+		r.encodedFor, r.encoded, r.encodedSchemas = c, data, schemas
 	}
-	data := r.encoded
+	data, schemas := r.encoded, r.encodedSchemas
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: webhook.CatalogConfigMap}}
 	return r.ensure(ctx, cm, func() {
 		cm.BinaryData = map[string][]byte{webhook.CatalogKey: data}
+		if schemas != nil {
+			cm.BinaryData[webhook.SchemasKey] = schemas
+		}
 	})
+}
+
+// encodeCatalog encodes the catalog and its request-body schemas for the
+// sidecars. The catalog is what every request needs, the schemas only what
+// field coverage needs: schemas that would take the two past budget bytes
+// are left out, and sessions keeping bodies record without field coverage.
+func encodeCatalog(ctx context.Context, c *catalog.Catalog, budget int) (data, schemas []byte, err error) {
+	data, err = catalog.Encode(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := c.Schemas()
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Info("The cluster's catalog has no body schemas: sidecars measure no field coverage", "reason", err.Error())
+		return data, nil, nil
+	}
+	schemas, err = catalog.EncodeSchemas(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode the cluster's body schemas: %w", err)
+	}
+	if len(data)+len(schemas) > budget {
+		ctrl.LoggerFrom(ctx).Info("The cluster's body schemas do not fit beside its catalog in a ConfigMap: sidecars measure no field coverage",
+			"catalogBytes", len(data), "schemasBytes", len(schemas), "limitBytes", budget)
+		return data, nil, nil
+	}
+	return data, schemas, nil
 }
 
 // ensure creates or repairs one of the operator's objects.

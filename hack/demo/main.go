@@ -169,6 +169,7 @@ func run(ctx context.Context, kubectl string, keep bool) (retErr error) {
 	for _, args := range [][]string{
 		{"get", "configmaps"},
 		{"create", "configmap", "settings", "--from-literal=mode=demo"},
+		{"patch", "configmap", "settings", "--type=merge", "-p", `{"data":{"mode":"patched"}}`},
 		{"get", "configmap", "settings", "-o", "jsonpath={.data}"},
 		{"delete", "configmap", "settings"},
 		{"get", "pods,services,deployments"},

@@ -80,7 +80,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: demo}
 rules:
-- {apiGroups: [""], resources: [configmaps], verbs: [get, list, create, delete]}
+- {apiGroups: [""], resources: [configmaps], verbs: [get, list, create, patch, delete]}
 - {apiGroups: [""], resources: [pods], verbs: [list]}
 - {apiGroups: [apps], resources: [deployments], verbs: [get, list]}
 ---
@@ -116,6 +116,7 @@ spec:
           k() { /bin/kubectl --cache-dir=/scratch/kube-cache "\$@"; }
           k get configmaps
           k create configmap demo-script --from-literal=a=1
+          k patch configmap demo-script --type=merge -p '{"data":{"b":"2"}}'
           k get configmap demo-script -o yaml >/dev/null
           k delete configmap demo-script --wait=false
           k get pods
@@ -140,15 +141,15 @@ k logs -n "$NS" "$pod" -c app --tail=3
 step "Waiting for the script's requests in the session's status"
 for _ in $(seq 120); do
   n="$(node kubectl get snoopsession -n "$NS" demo -o jsonpath='{.status.requests}' 2>/dev/null || true)"
-  [ "${n:-0}" -ge 6 ] && break
+  [ "${n:-0}" -ge 7 ] && break
   sleep 1
 done
 k get snoopsessions -n "$NS"
 k describe snoopsession -n "$NS" demo
 
 step "The same coverage through kubectl-snoop"
-show "kubectl snoop report demo -n $NS --max-rows 10"
-node exec bin/kubectl-snoop report demo -n "$NS" --max-rows 10
+show "kubectl snoop report demo -n $NS --max-rows 10 --untested=false"
+node exec bin/kubectl-snoop report demo -n "$NS" --max-rows 10 --untested=false
 
 step "The same as one self-contained HTML page, and the session's live page"
 mkdir -p bin/demo

@@ -376,17 +376,21 @@ var ErrNoSchemas = errors.New("catalog has no body schemas")
 // schemaSource says where a catalog's schemas come from; it is set before
 // the catalog is shared and read-only afterwards.
 type schemaSource struct {
-	embedded bool     // Load: LoadSchemas(Release)
-	schemas  *Schemas // SetSchemas
+	embedded bool                     // Load: LoadSchemas(Release)
+	schemas  *Schemas                 // SetSchemas
+	load     func() (*Schemas, error) // SetSchemasLoader, called once
 }
 
 // Schemas returns the request-body schemas of the catalog's operations: for
 // an embedded catalog (Load) those of its release, loaded on first use; for
-// a catalog given schemas with SetSchemas (package openapiv3 does) those.
+// a catalog given schemas with SetSchemas (package openapiv3 does) those;
+// for one given a loader with SetSchemasLoader what it returned.
 func (c *Catalog) Schemas() (*Schemas, error) {
 	switch {
 	case c.schemaSource.schemas != nil:
 		return c.schemaSource.schemas, nil
+	case c.schemaSource.load != nil:
+		return c.schemaSource.load()
 	case c.schemaSource.embedded:
 		return LoadSchemas(c.Release)
 	}
@@ -396,6 +400,15 @@ func (c *Catalog) Schemas() (*Schemas, error) {
 // SetSchemas gives a catalog its schemas. Call it before the catalog is
 // shared.
 func (c *Catalog) SetSchemas(s *Schemas) { c.schemaSource.schemas = s }
+
+// SetSchemasLoader gives a catalog a function that loads its schemas. It is
+// called once, by the first call of Schemas, and every call returns its
+// result, error included: a catalog decoded from a file (the sidecar's)
+// reads its schemas from another only when a body needs them. Call it
+// before the catalog is shared.
+func (c *Catalog) SetSchemasLoader(load func() (*Schemas, error)) {
+	c.schemaSource.load = sync.OnceValues(load)
+}
 
 const schemasDir = "data/schemas"
 

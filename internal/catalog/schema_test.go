@@ -231,6 +231,37 @@ func TestCatalogWithoutSchemas(t *testing.T) {
 	}
 }
 
+// TestSchemasLoader: a loader runs only when Schemas is first called, once,
+// and its error is every call's.
+func TestSchemasLoader(t *testing.T) {
+	for _, want := range []error{nil, ErrNoSchemas} {
+		c, err := FromOpenAPIV2([]byte(`{"swagger":"2.0","paths":{}}`), "1.37")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, calls := &Schemas{}, 0
+		c.SetSchemasLoader(func() (*Schemas, error) {
+			calls++
+			if want != nil {
+				return nil, want
+			}
+			return s, nil
+		})
+		if calls != 0 {
+			t.Fatalf("loader called by SetSchemasLoader")
+		}
+		for range 2 {
+			got, err := c.Schemas()
+			if !errors.Is(err, want) || (want == nil && got != s) {
+				t.Errorf("Schemas with loader returning %v: %p, %v", want, got, err)
+			}
+		}
+		if calls != 1 {
+			t.Errorf("loader returning %v called %d times, want once", want, calls)
+		}
+	}
+}
+
 // A Swagger 2.0 document with what body schemas must handle: a shared body
 // parameter, a patch answered by its object, a $ref with a field-level
 // extension, int-or-string and quantity both ways, free-form objects, an

@@ -2,17 +2,25 @@ package manager_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
@@ -20,23 +28,41 @@ import (
 )
 
 var _ = Describe("A session measuring against the live cluster", func() {
-	It("hands the cluster's catalog to the sidecar: the real snoop-proxy, run from the injected pod spec, counts a custom resource request as a hit", func() {
-		By("installing a custom resource and waiting until the API server publishes its OpenAPI document")
-		_, err := envtest.InstallCRDs(restCfg, envtest.CRDInstallOptions{Paths: []string{testenv.WidgetsCRD()}, ErrorIfPathMissing: true})
+	It("hands the cluster's catalog and its schemas to the sidecar: the real snoop-proxy, run from the injected pod spec, counts a custom resource request as a hit and measures the fields of a custom resource's create", func() {
+		By("installing custom resources, one with a schema, and waiting until the API server publishes their OpenAPI documents")
+		_, err := envtest.InstallCRDs(restCfg, envtest.CRDInstallOptions{Paths: []string{testenv.WidgetsCRD()}, CRDs: []*apiextensionsv1.CustomResourceDefinition{gadgetsCRD()}, ErrorIfPathMissing: true})
 		Expect(err).NotTo(HaveOccurred())
 		clientset, err := kubernetes.NewForConfig(restCfg)
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() error {
-			return clientset.RESTClient().Get().AbsPath("/openapi/v3/apis/example.com/v1").Do(ctx).Error()
-		}).Should(Succeed())
+		for _, gv := range []string{"example.com/v1", "gadgets.example.com/v1"} {
+			Eventually(func() error {
+				return clientset.RESTClient().Get().AbsPath("/openapi/v3/apis/" + gv).Do(ctx).Error()
+			}).Should(Succeed())
+		}
 
 		ns := targetNamespace(nil)
 		session(ns, func(s *snoopv1alpha1.SnoopSession) {
 			s.Spec.KubernetesRelease = snoopv1alpha1.ClusterRelease
 			s.Spec.Interception = snoopv1alpha1.InterceptionEnv
+			s.Spec.Recording.RequestBodies = true
 		})
 		pod := injectedPod(ns)
-		Expect(pod.Spec.InitContainers[0].Args).To(ContainElement("--catalog-file=/var/run/apisnoop/catalog/" + webhook.CatalogKey))
+		Expect(pod.Spec.InitContainers[0].Args).To(ContainElements(
+			"--catalog-file=/var/run/apisnoop/catalog/"+webhook.CatalogKey,
+			"--schemas-file=/var/run/apisnoop/catalog/"+webhook.SchemasKey,
+			"--keep-bodies"))
+
+		By("the catalog ConfigMap holding the catalog and its schemas, well under the 1 MiB a ConfigMap may hold")
+		cm := &corev1.ConfigMap{}
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: webhook.CatalogConfigMap}, cm)).To(Succeed())
+		Expect(cm.BinaryData).To(HaveKey(webhook.CatalogKey))
+		Expect(cm.BinaryData).To(HaveKey(webhook.SchemasKey))
+		catalogBytes, schemasBytes := len(cm.BinaryData[webhook.CatalogKey]), len(cm.BinaryData[webhook.SchemasKey])
+		AddReportEntry("catalog ConfigMap bytes", fmt.Sprintf("catalog %d, schemas %d", catalogBytes, schemasBytes))
+		Expect(catalogBytes + schemasBytes).To(BeNumerically("<", 512<<10))
+		schemas, err := catalog.DecodeSchemas(cm.BinaryData[webhook.SchemasKey])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(schemas.HasFieldPath("createGadgetsExampleComV1NamespacedGadget", "spec.parts[].count")).To(BeTrue())
 
 		By("running the sidecar as the kubelet would, and kubectl through it as the pod's service account, trusting the pod's bundle")
 		sc, err := testoperator.StartSidecar(ctx, admin, restCfg, pod, sidecarBinary(), GinkgoT().TempDir(), "cluster-admin", time.Second, GinkgoWriter)
@@ -61,5 +87,70 @@ var _ = Describe("A session measuring against the live cluster", func() {
 		}, 5*time.Second).Should(Succeed())
 		Expect(results.Summary.Release).To(HavePrefix(snoopv1alpha1.ClusterRelease))
 		Expect(results.Summary.UnknownRequests).To(BeZero(), "kubectl's discovery requests are operations of the cluster too")
+		Expect(results.Summary.Fields).To(BeNil(), "no body was recorded yet")
+
+		By("creating a gadget through the sidecar: its body's paths under the CRD's spec are measured")
+		manifest := filepath.Join(GinkgoT().TempDir(), "gadget.json")
+		Expect(os.WriteFile(manifest, []byte(`{"apiVersion": "gadgets.example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+			"spec": {"size": 3, "color": "red", "parts": [{"name": "bolt", "count": 4}]}}`), 0o600)).To(Succeed())
+		out, err = exec.Command(kubectl, "--kubeconfig", sc.Kubeconfig, "create", "-f", manifest).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Eventually(func(g Gomega) {
+			resp, err := http.Get(sc.ResultsURL)
+			g.Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			results = coverage.Report{}
+			g.Expect(json.NewDecoder(resp.Body).Decode(&results)).To(Succeed())
+			g.Expect(results.Summary.Fields).NotTo(BeNil())
+			g.Expect(results.Summary.Fields.Schemas).To(BeTrue())
+			var create *coverage.FieldReport
+			for _, op := range results.Operations {
+				if op.ID == "createGadgetsExampleComV1NamespacedGadget" {
+					create = op.Fields
+				}
+			}
+			g.Expect(create).NotTo(BeNil())
+			g.Expect(create.Bodies).To(BeEquivalentTo(1))
+			var hit []string
+			for _, h := range create.Set {
+				if !h.NotInSchema {
+					hit = append(hit, h.Path)
+				}
+			}
+			g.Expect(hit).To(ContainElements("spec.size", "spec.color", "spec.parts[].name", "spec.parts[].count"))
+			g.Expect(create.Unknown).To(BeEmpty())
+			g.Expect(create.InSchema).To(BeNumerically(">", create.Hit))
+		}, 5*time.Second).Should(Succeed())
 	})
 })
+
+// gadgetsCRD is a custom resource whose spec has a schema, unlike widgets,
+// which preserves unknown fields.
+func gadgetsCRD() *apiextensionsv1.CustomResourceDefinition {
+	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
+	integer := apiextensionsv1.JSONSchemaProps{Type: "integer"}
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "gadgets.gadgets.example.com"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "gadgets.example.com",
+			Scope: apiextensionsv1.NamespaceScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "gadgets", Singular: "gadget", Kind: "Gadget", ListKind: "GadgetList"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object",
+					Properties: map[string]apiextensionsv1.JSONSchemaProps{
+						"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+							"size":  integer,
+							"color": {Type: "string", Enum: []apiextensionsv1.JSON{{Raw: []byte(`"red"`)}, {Raw: []byte(`"blue"`)}}},
+							"parts": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
+								Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{"name": str, "count": integer},
+							}}},
+							"owner": str,
+						}},
+					},
+				}},
+			}},
+		},
+	}
+}

@@ -46,6 +46,7 @@ type proxyOptions struct {
 	certFile, keyFile        string
 	upstream, upstreamCAFile string
 	release, catalogFile     string
+	schemasFile              string
 	collectorURL             string
 	collectorCAFile          string
 	collectorTokenFile       string
@@ -97,6 +98,7 @@ request unknown.`,
 	f.StringVar(&o.upstreamCAFile, "upstream-ca-file", serviceAccountDir+"/ca.crt", "CA bundle that verifies the real API server")
 	f.StringVar(&o.release, "release", "1.37", "Kubernetes release to match requests against, from those this binary embeds")
 	f.StringVar(&o.catalogFile, "catalog-file", "", "catalog to match requests against, as written by the operator (zstd-compressed JSON); takes precedence over --release")
+	f.StringVar(&o.schemasFile, "schemas-file", "", "request-body schemas of --catalog-file's operations, as written by the operator (zstd-compressed JSON), for field coverage; read when the first kept body arrives")
 	f.StringVar(&o.collectorURL, "collector", "", "collector intake URL; empty keeps results local")
 	f.StringVar(&o.collectorCAFile, "collector-ca-file", "", "CA bundle that verifies the collector")
 	f.StringVar(&o.collectorTokenFile, "collector-token-file", "", "projected service account token sent to the collector")
@@ -171,7 +173,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return err
 	}
-	cat := loadCatalog(o.catalogFile, o.release, log.Printf)
+	cat := loadCatalog(o.catalogFile, o.schemasFile, o.release, log.Printf)
 	metrics := record.NewMetrics()
 	rec := record.NewRecorder(match.New(cat), metrics)
 	p, err := proxy.New(proxy.Config{
@@ -271,10 +273,25 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 // fails, because a sidecar that fails keeps its pod from starting, and a
 // release must never block a pod: without a catalog it still proxies, and
 // every request is recorded as unknown. warnf says, once, what went wrong.
-func loadCatalog(file, release string, warnf func(format string, args ...any)) *catalog.Catalog {
+//
+// A catalog from file takes its body schemas from schemasFile, read only
+// when they are first asked for (the recorder does with the first kept
+// body), so that a sidecar keeping no bodies never holds them. A missing or
+// unreadable schemas file leaves bodies unmeasured and is warned about then,
+// once. Embedded catalogs have their own schemas and ignore schemasFile.
+func loadCatalog(file, schemasFile, release string, warnf func(format string, args ...any)) *catalog.Catalog {
 	if file != "" {
 		c, err := readCatalogFile(file)
 		if err == nil {
+			if schemasFile != "" {
+				c.SetSchemasLoader(func() (*catalog.Schemas, error) {
+					s, err := readSchemasFile(schemasFile)
+					if err != nil {
+						warnf("Warning: request bodies are not measured for field coverage: %v", err)
+					}
+					return s, err
+				})
+			}
 			return c
 		}
 		warnf("Warning: cannot use --catalog-file, matching against --release %s instead: %v", release, err)
@@ -304,6 +321,22 @@ func readCatalogFile(file string) (*catalog.Catalog, error) {
 		return nil, fmt.Errorf("decode catalog file %s: %w", file, err)
 	}
 	return c, nil
+}
+
+// readSchemasFile reads schemas as catalog.EncodeSchemas writes them. The
+// file comes from the same ConfigMap as the catalog but is read later, so
+// after a change of the cluster's API it may be the newer one; operations
+// it lacks go unmeasured. Its errors wrap catalog.ErrNoSchemas.
+func readSchemasFile(file string) (*catalog.Schemas, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read schemas file: %w (%w)", err, catalog.ErrNoSchemas)
+	}
+	s, err := catalog.DecodeSchemas(data)
+	if err != nil {
+		return nil, fmt.Errorf("decode schemas file %s: %w (%w)", file, err, catalog.ErrNoSchemas)
+	}
+	return s, nil
 }
 
 // errNotLoopback refuses a --results-listen that other pods could reach.

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,6 +52,111 @@ func writeCatalog(t *testing.T) string {
 	return file
 }
 
+// widgetSchemas are the body schemas of a custom resource's create, as the
+// operator builds them from the cluster's /openapi/v3 and writes them beside
+// the catalog.
+func widgetSchemas(t *testing.T) []byte {
+	t.Helper()
+	var widget catalog.RawSchema
+	if err := json.Unmarshal([]byte(`{"type": "object", "properties": {
+		"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+		"metadata": {"type": "object", "properties": {"name": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+		"spec": {"type": "object", "properties": {
+			"size": {"type": "integer"},
+			"color": {"type": "string", "enum": ["red", "blue"]},
+			"parts": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}}}}}}`), &widget); err != nil {
+		t.Fatal(err)
+	}
+	s, err := catalog.BuildSchemas("1.37", "", map[string]*catalog.RawSchema{"com.example.v1.Widget": &widget},
+		map[string]*catalog.RawSchema{createWidget: {Ref: "com.example.v1.Widget"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := catalog.EncodeSchemas(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+const createWidget = "createExampleComV1NamespacedWidget"
+
+// writeClusterCatalog writes a catalog with a custom resource's create as
+// the operator hands it over, and returns it with where its schemas go
+// (not written).
+func writeClusterCatalog(t *testing.T) (catalogFile, schemasFile string) {
+	t.Helper()
+	data, err := catalog.Encode(&catalog.Catalog{Release: "cluster v1.37.2", Operations: []catalog.Operation{{
+		ID: createWidget, Method: "POST", Path: "/apis/example.com/v1/namespaces/{namespace}/widgets",
+		Group: "example.com", Version: "v1", Resource: "widgets", Action: "create", Class: catalog.ClassResource,
+		Level: catalog.Stable, Namespaced: true, Eligibility: catalog.Eligible,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	catalogFile, schemasFile = filepath.Join(dir, "catalog.json.zst"), filepath.Join(dir, "schemas.json.zst")
+	if err := os.WriteFile(catalogFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return catalogFile, schemasFile
+}
+
+// TestLoadCatalogSchemasLazily: the schemas file is read when Schemas is
+// first called, not when the catalog is loaded; a missing or broken one
+// leaves the catalog without schemas and is warned about once.
+func TestLoadCatalogSchemasLazily(t *testing.T) {
+	catalogFile, schemasFile := writeClusterCatalog(t)
+	var warned warnings
+	c := loadCatalog(catalogFile, schemasFile, "cluster", warned.printf)
+	if len(warned) != 0 || len(c.Operations) != 1 {
+		t.Fatalf("loading the catalog without its schemas file: %d operations, warnings %q", len(c.Operations), warned)
+	}
+	// Written after the catalog was loaded: found, so read only now.
+	if err := os.WriteFile(schemasFile, widgetSchemas(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Schemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"spec.size", "spec.color", "spec.parts[].count"} {
+		if !s.HasFieldPath(createWidget, path) {
+			t.Errorf("the loaded schemas lack %s", path)
+		}
+	}
+	if err := os.Remove(schemasFile); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Schemas(); again != s || err != nil {
+		t.Errorf("Schemas read again: %p, %v", again, err)
+	}
+
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(broken, []byte("not zstd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{schemasFile, broken} {
+		warned = nil
+		c := loadCatalog(catalogFile, file, "cluster", warned.printf)
+		for range 3 {
+			if _, err := c.Schemas(); !errors.Is(err, catalog.ErrNoSchemas) {
+				t.Errorf("schemas file %s: %v, want ErrNoSchemas", file, err)
+			}
+		}
+		if len(warned) != 1 || !strings.Contains(warned[0], "request bodies are not measured for field coverage") {
+			t.Errorf("schemas file %s: warnings %q, want one", file, warned)
+		}
+	}
+
+	// An embedded release has its own schemas: the file is not read.
+	warned = nil
+	embedded := loadCatalog("", broken, "1.37", warned.printf)
+	if _, err := embedded.Schemas(); err != nil || len(warned) != 0 {
+		t.Errorf("an embedded release with a schemas file: %v, warnings %q", err, warned)
+	}
+}
+
 func TestLoadCatalog(t *testing.T) {
 	good := writeCatalog(t)
 	broken := filepath.Join(t.TempDir(), "broken")
@@ -77,7 +183,7 @@ func TestLoadCatalog(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var warned warnings
-			c := loadCatalog(tc.file, tc.release, warned.printf)
+			c := loadCatalog(tc.file, "", tc.release, warned.printf)
 			if c.Release != tc.wantRelease || (len(c.Operations) == 0) != tc.wantEmpty {
 				t.Errorf("catalog %q with %d operations, want %q (empty: %v)", c.Release, len(c.Operations), tc.wantRelease, tc.wantEmpty)
 			}
@@ -253,4 +359,120 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// TestClusterCatalogFieldCoverage runs the command as the webhook injects it
+// for a session against the live cluster, keeping bodies: the schemas file,
+// which does not exist when the proxy starts and serves its first request,
+// is read with the first body, and a custom resource's create reports the
+// paths it set under the CRD's spec.
+func TestClusterCatalogFieldCoverage(t *testing.T) {
+	keepRuntime(t)
+	upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+		}
+		_, _ = io.WriteString(w, `{"kind": "Widget"}`)
+	}))
+	defer upstream.Close()
+
+	catalogFile, schemasFile := writeClusterCatalog(t)
+	dir := t.TempDir()
+	write := func(path string, data []byte) string {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	certPEM, keyPEM := selfSigned(t)
+	listen, admin, results := freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := NewCommand("snoop-proxy", nil)
+	cmd.SetArgs([]string{
+		"--listen", listen, "--admin-listen", admin, "--results-listen", results,
+		"--upstream", upstream.URL,
+		"--upstream-ca-file", write(filepath.Join(dir, "upstream.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
+		"--cert-file", write(filepath.Join(dir, "tls.crt"), certPEM), "--key-file", write(filepath.Join(dir, "tls.key"), keyPEM),
+		"--release", "cluster", "--catalog-file", catalogFile, "--schemas-file", schemasFile, "--keep-bodies",
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	}()
+	waitFor(t, "http://"+admin+"/readyz")
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	proxied := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	send := func(method, body string) {
+		t.Helper()
+		req, err := http.NewRequest(method, "https://"+listen+"/apis/example.com/v1/namespaces/default/widgets", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := proxied.Do(req)
+		if err != nil {
+			t.Fatalf("%s through the proxy: %v", method, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	send(http.MethodGet, "") // no body: the schemas are not asked for
+	write(schemasFile, widgetSchemas(t))
+	send(http.MethodPost, `{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+		"spec": {"size": 3, "color": "red", "parts": [{"name": "bolt", "count": 4}], "shape": "round"}}`)
+
+	resp, err := http.Get("http://" + results + "/results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep coverage.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Summary.Fields == nil || !rep.Summary.Fields.Schemas || rep.Summary.Fields.Bodies != 1 {
+		t.Fatalf("field summary %+v, want one body measured against schemas", rep.Summary.Fields)
+	}
+	var fr *coverage.FieldReport
+	for _, op := range rep.Operations {
+		if op.ID == createWidget {
+			fr = op.Fields
+		}
+	}
+	if fr == nil {
+		t.Fatalf("no field coverage of %s in %+v", createWidget, rep.Operations)
+	}
+	var set, unknown []string
+	for _, h := range fr.Set {
+		if !h.NotInSchema {
+			set = append(set, h.Path)
+		}
+	}
+	for _, h := range fr.Unknown {
+		unknown = append(unknown, h.Path)
+	}
+	for _, want := range []string{"spec.size", "spec.color", "spec.parts[].name", "spec.parts[].count", "metadata.name"} {
+		if !slices.Contains(set, want) {
+			t.Errorf("set paths %q lack %s", set, want)
+		}
+	}
+	if !slices.Contains(unknown, "spec.shape") {
+		t.Errorf("unknown paths %q lack spec.shape, which the CRD's schema does not declare", unknown)
+	}
+	// In the schema: apiVersion, kind, metadata, metadata.name,
+	// metadata.labels, metadata.labels{}, spec, spec.size, spec.color,
+	// spec.parts, spec.parts[], spec.parts[].name, spec.parts[].count; all
+	// but the labels' two hit.
+	if fr.InSchema != 13 || fr.Hit != 11 {
+		t.Errorf("%d of %d paths hit, want 11 of 13", fr.Hit, fr.InSchema)
+	}
 }

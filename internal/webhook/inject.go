@@ -41,9 +41,13 @@ const (
 	TrustBundleKey = "ca.crt"
 	// CatalogConfigMap holds, where a session measures against
 	// kubernetesRelease "cluster", the live cluster's catalog (custom
-	// resources included) as catalog.Encode writes it, under CatalogKey.
+	// resources included) as catalog.Encode writes it, under CatalogKey,
+	// and its request-body schemas as catalog.EncodeSchemas writes them,
+	// under SchemasKey. SchemasKey is left out when both together would
+	// not fit a ConfigMap: sidecars then record without field coverage.
 	CatalogConfigMap = "apisnoop-catalog"
 	CatalogKey       = "catalog.json.zst"
+	SchemasKey       = "schemas.json.zst"
 	// CollectorAudience is the audience of the token a sidecar shows the
 	// collector.
 	CollectorAudience = "apisnoop.dev/collector"
@@ -132,7 +136,9 @@ func ProxyContainer(in Injection) corev1.Container {
 	if in.Release == snoopv1alpha1.ClusterRelease {
 		// Without a readable catalog the sidecar matches against an empty
 		// one named "cluster": every request is unknown, none is lost.
-		args = append(args, "--catalog-file="+catalogDir+"/"+CatalogKey)
+		// The schemas are read only when the first kept body arrives;
+		// without them, bodies go unmeasured and requests still count.
+		args = append(args, "--catalog-file="+catalogDir+"/"+CatalogKey, "--schemas-file="+catalogDir+"/"+SchemasKey)
 		mounts = append(mounts, corev1.VolumeMount{Name: catalogVol, MountPath: catalogDir, ReadOnly: true})
 	}
 	if in.CollectorURL != "" {

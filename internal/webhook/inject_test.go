@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -141,6 +142,9 @@ func TestInjectClusterRelease(t *testing.T) {
 	if !slices.Contains(proxy.Args, "--catalog-file=/var/run/apisnoop/catalog/catalog.json.zst") || !slices.Contains(proxy.Args, "--release=cluster") {
 		t.Errorf("proxy args %v: want the catalog file, and the release cluster to fall back to", proxy.Args)
 	}
+	if !slices.Contains(proxy.Args, "--schemas-file=/var/run/apisnoop/catalog/schemas.json.zst") {
+		t.Errorf("proxy args %v: want the schemas file beside the catalog", proxy.Args)
+	}
 	if !slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool {
 		return v.ConfigMap != nil && v.ConfigMap.Name == CatalogConfigMap
 	}) {
@@ -150,5 +154,10 @@ func TestInjectClusterRelease(t *testing.T) {
 	Inject(embedded, Injection{Session: "team-a/demo", Release: "1.37", Image: "apisnoop:dev"})
 	if slices.ContainsFunc(embedded.Spec.Volumes, func(v corev1.Volume) bool { return v.ConfigMap != nil && v.ConfigMap.Name == CatalogConfigMap }) {
 		t.Error("an embedded release mounts the catalog ConfigMap")
+	}
+	if args := embedded.Spec.InitContainers[0].Args; slices.ContainsFunc(args, func(a string) bool {
+		return strings.HasPrefix(a, "--catalog-file=") || strings.HasPrefix(a, "--schemas-file=")
+	}) {
+		t.Errorf("an embedded release's proxy args %v name files: it has its catalog and schemas built in", args)
 	}
 }
