@@ -30,6 +30,12 @@ func newCoverageCommand() *cobra.Command {
 release's API and prints coverage per level and the eligible operations no
 request hit.
 
+Logs at Request or RequestResponse level carry request bodies: their
+field coverage (fields set, unknown, ill-typed) is reported too. A patch's
+body is logged as sent; a create's or update's is the object the API server
+decoded, so it includes defaults and drops unknown fields, and a body the
+API server could not decode is not logged.
+
 ` + auditLogHelp,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(logs) == 0 {

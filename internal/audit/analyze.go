@@ -68,40 +68,54 @@ func Analyze(r io.Reader, m *match.Matcher, d *coverage.Delta, progress func(Sta
 // given (so that requests repeated across overlapping files count once),
 // and adds their requests to d. d ends up exactly as if every counted
 // event had been added to it in input order. On an error d is unchanged.
+//
+// Events with a requestObject (logs at Request or RequestResponse level)
+// add their body's field coverage (see BodyKind) to their operation, with
+// the event the request counts at, so once per request. The catalog's
+// schemas are loaded when the first such event arrives; without schemas,
+// bodies add nothing.
 func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *coverage.Delta, opts Options) (Stats, error) {
 	var (
 		mu     sync.Mutex
 		tables []*hitTable
+		bodies []*bodyTable
 		counts [][]int64
 		order  []hitRef // each hit in the order it was first counted
+		// The same for bodies.
+		bodyCounts [][]int64
+		bodyOrder  []hitRef
+		schemas    = schemaLoader(m.Catalog())
 	)
 	newWorker := func() func(*Event) hitRef {
 		t := &hitTable{index: make(map[hitKey]int32)}
+		b := &bodyTable{schemas: schemas}
 		mu.Lock()
 		w := int32(len(tables))
 		tables = append(tables, t)
+		bodies = append(bodies, b)
 		counts = append(counts, nil)
+		bodyCounts = append(bodyCounts, nil)
 		mu.Unlock()
 		return func(ev *Event) hitRef {
 			if opts.Select != nil && !opts.Select(ev.User.Username, ev.ObjectNamespace(), ev.UserAgent) {
-				return hitRef{w, -1}
+				return hitRef{w, -1, -1}
 			}
-			return hitRef{w, t.intern(m, ev)}
+			hit, op := t.intern(m, ev)
+			r := hitRef{w, hit, -1}
+			if ev.RequestObject != nil {
+				r.body = b.add(ev, op)
+			}
+			return r
 		}
 	}
 	count := func(r hitRef) {
 		if r.hit < 0 {
 			return // not selected
 		}
-		c := counts[r.worker]
-		if int(r.hit) >= len(c) {
-			c = append(c, make([]int64, int(r.hit)+1-len(c))...)
-			counts[r.worker] = c
+		counts[r.worker], order = countRef(counts[r.worker], r.hit, r, order)
+		if r.body >= 0 {
+			bodyCounts[r.worker], bodyOrder = countRef(bodyCounts[r.worker], r.body, r, bodyOrder)
 		}
-		if c[r.hit] == 0 {
-			order = append(order, r)
-		}
-		c[r.hit]++
 	}
 	stats, err := Read(ctx, sources, opts, newWorker, count)
 	if err != nil {
@@ -110,7 +124,23 @@ func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *
 	for _, r := range order {
 		d.AddN(tables[r.worker].hits[r.hit], counts[r.worker][r.hit])
 	}
+	for _, r := range bodyOrder {
+		bodies[r.worker].bodies[r.body].addTo(d, bodyCounts[r.worker][r.body])
+	}
 	return stats, nil
+}
+
+// countRef counts entry i of a worker's table in c, appending r to order
+// when it is the first time.
+func countRef(c []int64, i int32, r hitRef, order []hitRef) ([]int64, []hitRef) {
+	if int(i) >= len(c) {
+		c = append(c, make([]int64, int(i)+1-len(c))...)
+	}
+	if c[i] == 0 {
+		order = append(order, r)
+	}
+	c[i]++
+	return c, order
 }
 
 // ObjectNamespace is the namespace of the event's object, if it has one:
@@ -123,9 +153,10 @@ func (e *Event) ObjectNamespace() string {
 	return e.ObjectRef.Namespace
 }
 
-// hitRef names a hit in a worker's table; a negative hit is a request
-// Options.Select left out.
-type hitRef struct{ worker, hit int32 }
+// hitRef names a hit in a worker's table, and the field result of its
+// body in the worker's bodyTable; a negative hit is a request
+// Options.Select left out, a negative body a request without one.
+type hitRef struct{ worker, hit, body int32 }
 
 // hitTable holds the distinct hits one worker met. Its keys are what a hit
 // is made of, so that looking an event up allocates nothing (but the shape
@@ -142,7 +173,8 @@ type hitKey struct {
 	user, userAgent string
 }
 
-func (t *hitTable) intern(m *match.Matcher, ev *Event) int32 {
+// intern returns the index of ev's hit and the operation it matched.
+func (t *hitTable) intern(m *match.Matcher, ev *Event) (int32, *catalog.Operation) {
 	method := ev.Method()
 	res := m.MatchRequestURI(method, ev.RequestURI)
 	k := hitKey{op: res.Operation, verb: res.Info.Verb, status: ev.Code(), user: ev.User.Username, userAgent: ev.UserAgent}
@@ -153,7 +185,7 @@ func (t *hitTable) intern(m *match.Matcher, ev *Event) int32 {
 		k.unknown = coverage.UnknownShape(method, res.Info)
 	}
 	if i, ok := t.index[k]; ok {
-		return i
+		return i, k.op
 	}
 	// The event's strings share its line's memory: keep copies.
 	k.verb, k.user, k.userAgent = strings.Clone(k.verb), strings.Clone(k.user), strings.Clone(k.userAgent)
@@ -166,5 +198,5 @@ func (t *hitTable) intern(m *match.Matcher, ev *Event) int32 {
 	i := int32(len(t.hits))
 	t.hits = append(t.hits, h)
 	t.index[k] = i
-	return i
+	return i, k.op
 }

@@ -4,6 +4,8 @@
 package audit
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,6 +50,13 @@ type Event struct {
 	ObjectRef      *ObjectRef      `json:"objectRef"`
 	ResponseStatus *ResponseStatus `json:"responseStatus"`
 	Kind           string          `json:"kind"`
+	// RequestObject is the request body as the API server logged it, at
+	// Request and RequestResponse level: a patch's body as sent (an apply
+	// patch written as YAML turned into JSON), the object a create or
+	// update decoded to (re-encoded: defaults filled in, fields the
+	// decoder dropped gone), nil when absent. Like the strings, it shares
+	// the line's memory.
+	RequestObject json.RawMessage `json:"requestObject"`
 }
 
 // Code is the response status code; a Panic stage without one is a 500.
@@ -121,7 +130,8 @@ func ParseLine(line []byte, ev *Event) error {
 }
 
 // clone copies e into memory of its own: one allocation for the strings,
-// one for the event with its objectRef and responseStatus.
+// one for the event with its objectRef and responseStatus, one for the
+// requestObject when there is one.
 func (e *Event) clone() *Event {
 	var ref ObjectRef
 	if e.ObjectRef != nil {
@@ -159,6 +169,9 @@ func (e *Event) clone() *Event {
 	if e.ResponseStatus != nil {
 		c.status = *e.ResponseStatus
 		c.ev.ResponseStatus = &c.status
+	}
+	if e.RequestObject != nil {
+		c.ev.RequestObject = bytes.Clone(e.RequestObject)
 	}
 	return &c.ev
 }

@@ -508,10 +508,11 @@ const (
 	fieldUser
 	fieldObjectRef
 	fieldResponseStatus
+	fieldRequestObject
 )
 
 var (
-	eventNames     = newNames("kind", "auditID", "stage", "verb", "requestURI", "userAgent", "user", "objectRef", "responseStatus")
+	eventNames     = newNames("kind", "auditID", "stage", "verb", "requestURI", "userAgent", "user", "objectRef", "responseStatus", "requestObject")
 	userNames      = newNames("username")
 	objectRefNames = newNames("resource", "namespace", "name", "apiGroup", "apiVersion", "subresource")
 	statusNames    = newNames("code")
@@ -572,6 +573,15 @@ func (d *decoder) prefix(data []byte, ev *Event) (int, bool) {
 			d.status = ResponseStatus{}
 			ev.ResponseStatus = &d.status
 			return s.walk(1, statusNames, func(int) bool { return s.intValue(&d.status.Code) })
+		case fieldRequestObject:
+			// Kept as it is written, as json.RawMessage keeps it (null
+			// included), once the walk has validated it.
+			start := s.i
+			if !s.skip(1) {
+				return false
+			}
+			ev.RequestObject = s.b[start:s.i:s.i]
+			return true
 		}
 		return false
 	})

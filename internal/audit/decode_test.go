@@ -34,6 +34,9 @@ func sameEvent(a, b *Event) bool {
 	if (a.ObjectRef == nil) != (b.ObjectRef == nil) || a.ObjectRef != nil && *a.ObjectRef != *b.ObjectRef {
 		return false
 	}
+	if (a.RequestObject == nil) != (b.RequestObject == nil) || !bytes.Equal(a.RequestObject, b.RequestObject) {
+		return false
+	}
 	return (a.ResponseStatus == nil) == (b.ResponseStatus == nil) && (a.ResponseStatus == nil || *a.ResponseStatus == *b.ResponseStatus)
 }
 
@@ -128,6 +131,20 @@ var edgeLines = []string{
 	`{"kind":"EventList","auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/x"}`,
 	`{"auditID":"a","stage":"Sideways","verb":"get","requestURI":"/x"}`,
 	`{"auditID":"","stage":"ResponseComplete","verb":"get","requestURI":"/x"}`,
+	// requestObject: any JSON value kept as written, null included.
+	`{"auditID":"a","stage":"ResponseComplete","verb":"create","requestURI":"/x","requestObject":{"kind":"ConfigMap","data":{"k":"v\u00e9"},"a":[1,2.5e3,true,null]}}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":[{"op":"add","path":"/a","value":1}]}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":null}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":"s"}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":-1.5}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":{}}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject" : { "a" : 1 } ,"user":{"username":"u"}}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","RequestObject":{"a":1}}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":{"a":1},"requestObject":{"b":2}}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":{"a":1,}}`,
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":{"a":"\q"}}`,
+	"{\"auditID\":\"a\",\"stage\":\"ResponseComplete\",\"verb\":\"patch\",\"requestURI\":\"/x\",\"requestObject\":{\"a\":\"\xff\"}}",
+	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`,
 	// Nesting around the depth where the fast path hands over.
 	`{"auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/x","a":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`,
 	`{"auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/x","a":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}`,
@@ -238,5 +255,20 @@ func TestCloneSharesNothing(t *testing.T) {
 	}
 	if c.AuditID != "a1" || c.ObjectRef.Resource != "pods" || c.User.Username != "admin" || c.Code() != 200 {
 		t.Errorf("clone changed with the line: %+v", c)
+	}
+
+	line = []byte(`{"auditID":"a2","stage":"ResponseComplete","verb":"create","requestURI":"/x","requestObject":{"a":1}}`)
+	if err := d.decode(line, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if string(ev.RequestObject) != `{"a":1}` {
+		t.Fatalf("requestObject %q", ev.RequestObject)
+	}
+	c = ev.clone()
+	for i := range line {
+		line[i] = 'x'
+	}
+	if string(c.RequestObject) != `{"a":1}` {
+		t.Errorf("clone's requestObject changed with the line: %q", c.RequestObject)
 	}
 }

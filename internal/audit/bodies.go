@@ -1,0 +1,202 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/fields"
+	"apisnoop.dev/kube-apisnoop/internal/intake"
+)
+
+// BodyKind tells how an audit event's requestObject is written, for
+// fields.Walker. The audit log does not record the Content-Type, so a
+// patch's type is inferred as package provenance infers it (which imports
+// this package, so its helper cannot be shared): a JSON array is a JSON
+// patch; a server-side apply names a field manager and either force or a
+// body with apiVersion and kind; any other patch is a strategic merge
+// patch for a built-in API group and a merge patch for others (custom
+// resources take no strategic merge patch). The two differ only in the
+// strategic merge directives ($patch, $retainKeys, ...), which a merge
+// patch would have as unknown fields; a custom resource in a *.k8s.io group
+// is taken as built-in. Other verbs carry an object.
+func BodyKind(ev *Event, op *catalog.Operation) fields.BodyKind {
+	if ev.Method() != http.MethodPatch {
+		return fields.Object
+	}
+	body := bytes.TrimLeft(ev.RequestObject, " \t\r\n")
+	if len(body) > 0 && body[0] == '[' {
+		return fields.JSONPatch
+	}
+	if isApply(ev.RequestURI, body) {
+		return fields.ApplyPatch
+	}
+	group := ""
+	if op != nil {
+		group = op.Group
+	} else if ev.ObjectRef != nil {
+		group = ev.ObjectRef.APIGroup
+	}
+	if builtInGroup(group) {
+		return fields.StrategicMergePatch
+	}
+	return fields.MergePatch
+}
+
+// builtInGroup says whether an API group is one of Kubernetes' own: the
+// core group, a group without a dot (apps, batch, policy...), or one under
+// k8s.io.
+func builtInGroup(group string) bool {
+	return !strings.Contains(group, ".") || group == "k8s.io" || strings.HasSuffix(group, ".k8s.io")
+}
+
+// isApply tells a server-side apply from other patches, as provenance
+// does: an apply needs a field manager, force is taken by applies only, and
+// an apply sends an object with apiVersion and kind, which other patches
+// do not.
+func isApply(requestURI string, body []byte) bool {
+	_, query, ok := strings.Cut(requestURI, "?")
+	if !ok {
+		return false
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil || q.Get("fieldManager") == "" {
+		return false
+	}
+	if q.Has("force") {
+		return true
+	}
+	var top struct {
+		APIVersion, Kind *string
+	}
+	if err := json.Unmarshal(body, &top); err != nil {
+		return false
+	}
+	return top.APIVersion != nil && top.Kind != nil
+}
+
+// bodyTable holds the distinct field results of the request bodies one
+// worker read (most requests of a log repeat a few bodies), so that a
+// payload stays an index.
+type bodyTable struct {
+	schemas func() (*catalog.Schemas, error)
+	walker  *fields.Walker
+	index   map[string]int32
+	bodies  []bodyEntry
+	key     []byte
+}
+
+// bodyEntry is what one body adds to a delta, per request it counts with.
+type bodyEntry struct {
+	operationID string
+	malformed   bool
+	result      fields.Result
+	// dropped counts paths a collector would refuse (intake.ValidFieldPath),
+	// added to the operation's Overflow as the recorder does.
+	dropped int64
+}
+
+// schemaLoader loads the catalog's schemas once, when the first body
+// arrives: a log without requestObjects never loads them.
+func schemaLoader(c *catalog.Catalog) func() (*catalog.Schemas, error) {
+	return sync.OnceValues(func() (*catalog.Schemas, error) {
+		if c == nil {
+			return nil, catalog.ErrNoSchemas
+		}
+		return c.Schemas()
+	})
+}
+
+// add reads the requestObject of ev, a request of op, and returns the index
+// of its result, or -1 for a body that adds nothing: no schemas, no body
+// schema for the operation, an apply patch written as YAML.
+func (t *bodyTable) add(ev *Event, op *catalog.Operation) int32 {
+	if op == nil || len(ev.RequestObject) == 0 || string(ev.RequestObject) == "null" {
+		return -1
+	}
+	schemas, err := t.schemas()
+	if err != nil {
+		return -1
+	}
+	if _, ok := schemas.Body(op.ID); !ok {
+		return -1
+	}
+	if t.walker == nil {
+		t.walker = fields.NewWalker(schemas)
+		t.index = make(map[string]int32)
+	}
+	e := bodyEntry{operationID: op.ID}
+	r, err := t.walker.Walk(op.ID, BodyKind(ev, op), ev.RequestObject)
+	switch {
+	case errors.Is(err, fields.ErrMalformed):
+		e.malformed = true
+	case err != nil: // ErrNotJSON, ErrNoSchema
+		return -1
+	default:
+		r.Set, e.dropped = keepValidPaths(r.Set, e.dropped)
+		r.Unknown, e.dropped = keepValidPaths(r.Unknown, e.dropped)
+		r.IllTyped, e.dropped = keepValidPaths(r.IllTyped, e.dropped)
+		e.result = r
+	}
+	// The key is the entry, its strings length-prefixed.
+	k := t.key[:0]
+	k = appendString(k, e.operationID)
+	k = binary.AppendUvarint(k, uint64(e.dropped))
+	if e.malformed {
+		k = append(k, 1)
+	} else {
+		k = append(k, 0)
+	}
+	for _, paths := range [...][]string{r.Set, r.Unknown, r.IllTyped} {
+		k = binary.AppendUvarint(k, uint64(len(paths)))
+		for _, p := range paths {
+			k = appendString(k, p)
+		}
+	}
+	t.key = k
+	if i, ok := t.index[string(k)]; ok {
+		return i
+	}
+	i := int32(len(t.bodies))
+	t.bodies = append(t.bodies, e)
+	t.index[string(k)] = i
+	return i
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// keepValidPaths filters paths in place, adding those it drops to dropped.
+func keepValidPaths(paths []string, dropped int64) ([]string, int64) {
+	kept := paths[:0]
+	for _, path := range paths {
+		if intake.ValidFieldPath(path) {
+			kept = append(kept, path)
+		} else {
+			dropped++
+		}
+	}
+	return kept, dropped
+}
+
+// addTo counts n requests with the body in d.
+func (e *bodyEntry) addTo(d *coverage.Delta, n int64) {
+	if e.malformed {
+		d.AddMalformedBodies(e.operationID, n)
+		return
+	}
+	d.AddFields(e.operationID, e.result, n)
+	if e.dropped > 0 {
+		if fc := d.Fields[e.operationID]; fc != nil {
+			fc.Overflow += e.dropped * n
+		}
+	}
+}
