@@ -140,9 +140,7 @@ func (t *bodyTable) add(ev *Event, op *catalog.Operation) int32 {
 	case err != nil: // ErrNotJSON, ErrNoSchema
 		return -1
 	default:
-		r.Set, e.dropped = keepValidPaths(r.Set, e.dropped)
-		r.Unknown, e.dropped = keepValidPaths(r.Unknown, e.dropped)
-		r.IllTyped, e.dropped = keepValidPaths(r.IllTyped, e.dropped)
+		e.dropped += intake.DropInvalidFieldPaths(&r)
 		e.result = r
 	}
 	// The key is the entry, its strings length-prefixed.
@@ -172,19 +170,6 @@ func (t *bodyTable) add(ev *Event, op *catalog.Operation) int32 {
 
 func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-// keepValidPaths filters paths in place, adding those it drops to dropped.
-func keepValidPaths(paths []string, dropped int64) ([]string, int64) {
-	kept := paths[:0]
-	for _, path := range paths {
-		if intake.ValidFieldPath(path) {
-			kept = append(kept, path)
-		} else {
-			dropped++
-		}
-	}
-	return kept, dropped
 }
 
 // addTo counts n requests with the body in d.

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/fields"
 )
 
 // Bounds of what a batch carries besides its delta's own bounds.
@@ -28,6 +29,24 @@ const (
 // that no body a client sends makes its batches refused.
 func ValidFieldPath(path string) bool {
 	return path != "" && len(path) <= MaxFieldPath && utf8.ValidString(path)
+}
+
+// DropInvalidFieldPaths removes from r, in place, the paths ValidFieldPath
+// refuses, and says how many it removed (a recorder counts them as
+// overflow).
+func DropInvalidFieldPaths(r *fields.Result) (dropped int64) {
+	for _, paths := range []*[]string{&r.Set, &r.Unknown, &r.IllTyped} {
+		kept := (*paths)[:0]
+		for _, path := range *paths {
+			if ValidFieldPath(path) {
+				kept = append(kept, path)
+			} else {
+				dropped++
+			}
+		}
+		*paths = kept
+	}
+	return dropped
 }
 
 // check says whether the collector would accept b.

@@ -94,24 +94,9 @@ func (b *bodyWalker) walk(operationID string, ev *Event) bodyFields {
 		return bodyFields{outcome: bodyUnread}
 	}
 	out := bodyFields{outcome: bodyWalked}
-	r.Set, out.dropped = keepValidPaths(r.Set, out.dropped)
-	r.Unknown, out.dropped = keepValidPaths(r.Unknown, out.dropped)
-	r.IllTyped, out.dropped = keepValidPaths(r.IllTyped, out.dropped)
+	out.dropped += intake.DropInvalidFieldPaths(&r)
 	out.result = r
 	return out
-}
-
-// keepValidPaths filters paths in place, adding those it drops to dropped.
-func keepValidPaths(paths []string, dropped int64) ([]string, int64) {
-	kept := paths[:0]
-	for _, path := range paths {
-		if intake.ValidFieldPath(path) {
-			kept = append(kept, path)
-		} else {
-			dropped++
-		}
-	}
-	return kept, dropped
 }
 
 // addTo counts the body in d, on operationID. Bodies not read add nothing.
