@@ -239,33 +239,8 @@ func TestUnknownReleaseStillProxies(t *testing.T) {
 	}))
 	defer upstream.Close()
 
-	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	certPEM, keyPEM := selfSigned(t)
-	listen, admin, results := freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := NewCommand("snoop-proxy", nil)
-	cmd.SetArgs([]string{
-		"--listen", listen, "--admin-listen", admin, "--results-listen", results,
-		"--upstream", upstream.URL,
-		"--upstream-ca-file", write("upstream.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
-		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
-		"--release", "1.99", "--pod-name", "app-0", "--service-account", "robot",
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy: %v", err)
-		}
-	}()
+	p := startProxyCommand(t, upstream, "--release", "1.99", "--pod-name", "app-0", "--service-account", "robot")
+	listen, admin, results, proxied := p.listen, p.admin, p.results, p.client
 
 	get := func(client *http.Client, url string) (int, string) {
 		t.Helper()
@@ -277,11 +252,6 @@ func TestUnknownReleaseStillProxies(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	waitFor(t, "http://"+admin+"/readyz")
-
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
-	proxied := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
 	if code, body := get(proxied, "https://"+listen+"/api/v1/namespaces/default/pods"); code != http.StatusOK || !strings.Contains(body, "PodList") {
 		t.Fatalf("through the proxy: %d %s", code, body)
 	}
@@ -378,37 +348,8 @@ func TestClusterCatalogFieldCoverage(t *testing.T) {
 	defer upstream.Close()
 
 	catalogFile, schemasFile := writeClusterCatalog(t)
-	dir := t.TempDir()
-	write := func(path string, data []byte) string {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	certPEM, keyPEM := selfSigned(t)
-	listen, admin, results := freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := NewCommand("snoop-proxy", nil)
-	cmd.SetArgs([]string{
-		"--listen", listen, "--admin-listen", admin, "--results-listen", results,
-		"--upstream", upstream.URL,
-		"--upstream-ca-file", write(filepath.Join(dir, "upstream.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
-		"--cert-file", write(filepath.Join(dir, "tls.crt"), certPEM), "--key-file", write(filepath.Join(dir, "tls.key"), keyPEM),
-		"--release", "cluster", "--catalog-file", catalogFile, "--schemas-file", schemasFile, "--keep-bodies",
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy: %v", err)
-		}
-	}()
-	waitFor(t, "http://"+admin+"/readyz")
-
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
-	proxied := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	p := startProxyCommand(t, upstream, "--release", "cluster", "--catalog-file", catalogFile, "--schemas-file", schemasFile, "--keep-bodies")
+	listen, results, proxied := p.listen, p.results, p.client
 	send := func(method, body string) {
 		t.Helper()
 		req, err := http.NewRequest(method, "https://"+listen+"/apis/example.com/v1/namespaces/default/widgets", strings.NewReader(body))
@@ -426,7 +367,9 @@ func TestClusterCatalogFieldCoverage(t *testing.T) {
 		resp.Body.Close()
 	}
 	send(http.MethodGet, "") // no body: the schemas are not asked for
-	write(schemasFile, widgetSchemas(t))
+	if err := os.WriteFile(schemasFile, widgetSchemas(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	send(http.MethodPost, `{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
 		"spec": {"size": 3, "color": "red", "parts": [{"name": "bolt", "count": 4}], "shape": "round"}}`)
 
@@ -475,4 +418,49 @@ func TestClusterCatalogFieldCoverage(t *testing.T) {
 	if fr.InSchema != 13 || fr.Hit != 11 {
 		t.Errorf("%d of %d paths hit, want 11 of 13", fr.Hit, fr.InSchema)
 	}
+}
+
+// runningProxy is the proxy command serving in a test: its listeners and a
+// client trusting its serving certificate.
+type runningProxy struct {
+	listen, admin, results string
+	client                 *http.Client
+}
+
+// startProxyCommand runs the proxy command in front of upstream with a
+// fresh serving pair, on free loopback ports, with args added, until the
+// test ends, and waits until it is ready.
+func startProxyCommand(t *testing.T, upstream *httptest.Server, args ...string) runningProxy {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	certPEM, keyPEM := selfSigned(t)
+	p := runningProxy{listen: freeAddr(t), admin: freeAddr(t), results: freeAddr(t)}
+	cmd := NewCommand("snoop-proxy", nil)
+	cmd.SetArgs(append([]string{
+		"--listen", p.listen, "--admin-listen", p.admin, "--results-listen", p.results,
+		"--upstream", upstream.URL,
+		"--upstream-ca-file", write("upstream.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
+		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
+	}, args...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	})
+	waitFor(t, "http://"+p.admin+"/readyz")
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	return p
 }
