@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
-	"os"
 	"os/exec"
 	"slices"
 	"testing"
-	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
@@ -147,6 +145,7 @@ func TestAuditBodiesMatchProxy(t *testing.T) {
 		}
 	}
 
+	cp.WaitForAuditLog(t)
 	auditReport := auditCoverage(t, cp.AuditLog, ns)
 	audit := map[string]*fieldSets{}
 	// One body per request, though the log has each request's stages; the
@@ -211,22 +210,10 @@ func equalSets(a, b *fieldSets) bool {
 	return slices.Equal(a.set, b.set) && slices.Equal(a.unknown, b.unknown) && slices.Equal(a.illTyped, b.illTyped)
 }
 
-// auditCoverage waits for the audit log to settle and reads it with
-// kubectl snoop coverage --audit-log, for the objects of namespace ns.
+// auditCoverage reads the audit log at path with kubectl snoop coverage
+// --audit-log, for the objects of namespace ns.
 func auditCoverage(t *testing.T, path, ns string) *coverage.Report {
 	t.Helper()
-	var last int64 = -1
-	for range 50 {
-		info, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Size() == last {
-			break
-		}
-		last = info.Size()
-		time.Sleep(200 * time.Millisecond)
-	}
 	root := newRootCommand()
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)

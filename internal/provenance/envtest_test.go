@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/provenance"
@@ -160,7 +159,7 @@ func TestHistoryFromRealAuditLogs(t *testing.T) {
 		k.run("", "create", "namespace", ns)
 	}
 	want := map[string]map[string][]step{responseNS: script(k, responseNS), requestNS: script(k, requestNS)}
-	waitForLog(t, cp.AuditLog)
+	cp.WaitForAuditLog(t)
 
 	histories := map[string]map[string]*provenance.History{}
 	for ns, objects := range want {
@@ -390,22 +389,4 @@ func redacted(obj map[string]any) map[string]any {
 
 func fileSource(path string) audit.Source {
 	return audit.Source{Name: path, Open: func() (io.ReadCloser, error) { return os.Open(path) }}
-}
-
-// waitForLog waits until the audit log stops growing: the API server
-// writes it in blocking mode, so every answered request is in it, but
-// kubectl's last discovery requests may still be landing.
-func waitForLog(t *testing.T, path string) {
-	var last int64 = -1
-	for range 50 {
-		info, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Size() == last {
-			return
-		}
-		last = info.Size()
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,6 +77,25 @@ rules:
 // WithAuditLog makes the API server write a JSON audit log of every
 // request, at Metadata level, to the file AuditLog names.
 func WithAuditLog() Option { return WithAuditPolicy(metadataAuditPolicy) }
+
+// WaitForAuditLog waits until the audit log stops growing: the API server
+// writes it in blocking mode, so every answered request is in it, but a
+// client's last requests (kubectl's discovery) may still be landing.
+func (cp *ControlPlane) WaitForAuditLog(t testing.TB) {
+	t.Helper()
+	var last int64 = -1
+	for range 50 {
+		info, err := os.Stat(cp.AuditLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size() == last {
+			return
+		}
+		last = info.Size()
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 // WithAuditPolicy is WithAuditLog with an audit policy of the test's own,
 // for tests that need bodies (Request or RequestResponse level).
