@@ -2,7 +2,10 @@
 // internal/catalog, one <release>.json.zst per supported release, and their
 // request-body schemas, one schemas/<release>.json.zst, from the
 // k8s.io/kubernetes module of each pinned patch version (downloaded into the
-// module cache with go mod download). It is run by go generate in
+// module cache with go mod download), and the protobuf field numbers of the
+// schemas from the generated.proto files of the matching k8s.io/api,
+// k8s.io/apimachinery, k8s.io/apiextensions-apiserver and
+// k8s.io/kube-aggregator modules. It is run by go generate in
 // internal/catalog; its output is byte-identical on rerun.
 package main
 
@@ -11,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
 	"os/exec"
@@ -63,9 +67,23 @@ func run(out string) error {
 	fmt.Fprintln(table, "release\tsource\toperations\tstable\tbeta\talpha\tdeprecated\teligible\tpending\ttests\tbytes\tbodies\ttypes\tschema bytes\t")
 	written := map[string]bool{}
 	for _, pin := range pinned {
-		dir, err := moduleDir(scratch, pin.Version)
+		dir, err := moduleDir(scratch, modulePath, pin.Version)
 		if err != nil {
 			return err
+		}
+		// The generated.proto files of the staging modules give the
+		// schemas their protobuf field numbers.
+		protoVersion, err := kubesource.ProtoVersion(pin.Version)
+		if err != nil {
+			return err
+		}
+		var protos []fs.FS
+		for _, module := range kubesource.ProtoModules {
+			protoDir, err := moduleDir(scratch, module, protoVersion)
+			if err != nil {
+				return err
+			}
+			protos = append(protos, os.DirFS(protoDir))
 		}
 		source := modulePath + "@" + pin.Version
 		c, err := catalog.FromKubernetesSource(os.DirFS(dir), pin.Release, source)
@@ -81,7 +99,7 @@ func run(out string) error {
 			return err
 		}
 		written[name] = true
-		schemas, err := kubesource.Schemas(os.DirFS(dir), pin.Release, source)
+		schemas, err := kubesource.Schemas(os.DirFS(dir), protos, pin.Release, source)
 		if err != nil {
 			return fmt.Errorf("build schemas from %s: %w", source, err)
 		}
@@ -108,9 +126,9 @@ func run(out string) error {
 	return table.Flush()
 }
 
-// moduleDir downloads (or finds in the module cache) k8s.io/kubernetes at
-// version and returns its extracted directory.
-func moduleDir(scratch, version string) (string, error) {
+// moduleDir downloads (or finds in the module cache) a module at version
+// and returns its extracted directory.
+func moduleDir(scratch, modulePath, version string) (string, error) {
 	cmd := exec.Command("go", "mod", "download", "-json", modulePath+"@"+version)
 	cmd.Dir = scratch
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")

@@ -27,6 +27,16 @@
 // BuildSchemas share the reduction), so the "cluster" catalog has the
 // schemas of custom resources too.
 //
+// Properties of built-in types also carry their protobuf field number
+// (Property.Proto, and ProtoIn for the fields of a Go struct JSON inlines,
+// which protobuf keeps as a message of its own), read by package kubesource
+// from the generated.proto files of the k8s.io/api, k8s.io/apimachinery,
+// k8s.io/apiextensions-apiserver and k8s.io/kube-aggregator modules of the
+// same release (v0.N.P for v1.N.P), so that package fields reads protobuf
+// bodies without linking those modules. Proto names are matched to JSON
+// names exactly, else on letters and digits regardless of case (Webhooks,
+// uID, ref for $ref); the generator fails on a field it cannot place.
+//
 // Schemas are embedded apart from the catalogs, in data/schemas/, and
 // decoded only when asked for (Catalog.Schemas, LoadSchemas): Load never
 // touches them, so the sidecar, which links this package, holds none in
@@ -34,7 +44,8 @@
 // repository's 2-core build machine:
 //
 //   - Binary size: 18-23 kB compressed per release, 140,076 bytes for the
-//     seven. go build ./cmd/kubectl-snoop grew by 234,212 bytes (0.30%, from
+//     seven (21-26 kB and 160,495 bytes since they carry protobuf field
+//     numbers; the figures below predate those). go build ./cmd/kubectl-snoop grew by 234,212 bytes (0.30%, from
 //     77,801,223 to 78,035,435): 139,360 bytes of embedded data, the rest
 //     code (schemas, package fields, field coverage); ./cmd/apisnoop, which
 //     holds the sidecar, grew by 229,468 bytes.

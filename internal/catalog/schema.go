@@ -98,13 +98,52 @@ type Type struct {
 	PreserveUnknownFields bool `json:"preserveUnknownFields,omitempty"`
 
 	index map[string]int32 // property name -> type, built by Schemas.init
+	// proto maps a property's protobuf field (protoKey) to its index in
+	// Properties; inline holds the protoKeys of inline messages. Built by
+	// Schemas.init.
+	proto  map[string]int32
+	inline map[string]bool
 }
 
 // Property is one named field of an object type.
 type Property struct {
 	Name string `json:"name"`
 	Type int32  `json:"type"`
+	// Proto is the field number of the property in the type's protobuf
+	// message (k8s.io/api's generated.proto), 0 when it has none
+	// (apiVersion and kind, which protobuf bodies carry in their envelope;
+	// types without a message, such as custom resources'). ProtoIn, when
+	// not empty, are the numbers of the message fields that hold the
+	// property instead, outermost first: a Go struct embedded inline in
+	// JSON is a message of its own in protobuf (Volume's VolumeSource is
+	// field 2, hostPath field 1 of it: Proto 1, ProtoIn [2]).
+	Proto   int32   `json:"proto,omitempty"`
+	ProtoIn []int32 `json:"protoIn,omitempty"`
 }
+
+// ProtoKey names a protobuf field of an object type: the numbers of the
+// inline messages it is in, then its own, as the bytes of a string
+// (ProtoProperty, ProtoInline). Append to a key to step into an inline
+// message.
+func ProtoKey(key []byte, number int32) []byte {
+	return append(key, byte(number>>24), byte(number>>16), byte(number>>8), byte(number))
+}
+
+// ProtoProperty returns the property of an object type at a ProtoKey.
+func (t *Type) ProtoProperty(key []byte) (*Property, bool) {
+	i, ok := t.proto[string(key)]
+	if !ok {
+		return nil, false
+	}
+	return &t.Properties[i], true
+}
+
+// ProtoInline reports whether a ProtoKey of an object type is an inline
+// message holding some of its properties (see Property).
+func (t *Type) ProtoInline(key []byte) bool { return t.inline[string(key)] }
+
+// HasProto reports whether an object type has protobuf field numbers.
+func (t *Type) HasProto() bool { return len(t.proto) > 0 }
 
 // Property returns the type of the object property name.
 func (t *Type) Property(name string) (int32, bool) {
@@ -354,11 +393,36 @@ func (s *Schemas) init() error {
 			return fmt.Errorf("check schemas: type %d refers to type %d of %d", i, t.Elem, n)
 		}
 		t.index = make(map[string]int32, len(t.Properties))
-		for _, p := range t.Properties {
+		t.proto, t.inline = nil, nil
+		for j, p := range t.Properties {
 			if p.Type < 0 || p.Type >= n {
 				return fmt.Errorf("check schemas: property %s of type %d refers to type %d of %d", p.Name, i, p.Type, n)
 			}
 			t.index[p.Name] = p.Type
+			if p.Proto < 0 || (p.Proto == 0 && len(p.ProtoIn) > 0) || slices.ContainsFunc(p.ProtoIn, func(n int32) bool { return n <= 0 }) {
+				return fmt.Errorf("check schemas: property %s of type %d has protobuf field %d in %v", p.Name, i, p.Proto, p.ProtoIn)
+			}
+			if p.Proto == 0 {
+				continue
+			}
+			if t.proto == nil {
+				t.proto, t.inline = map[string]int32{}, map[string]bool{}
+			}
+			var key []byte
+			for _, in := range p.ProtoIn {
+				key = ProtoKey(key, in)
+				t.inline[string(key)] = true
+			}
+			key = ProtoKey(key, p.Proto)
+			if _, dup := t.proto[string(key)]; dup {
+				return fmt.Errorf("check schemas: type %d has two properties at protobuf field %d in %v", i, p.Proto, p.ProtoIn)
+			}
+			t.proto[string(key)] = int32(j)
+		}
+		for key := range t.inline {
+			if _, clash := t.proto[key]; clash {
+				return fmt.Errorf("check schemas: type %d has a protobuf field both inline and a property", i)
+			}
 		}
 	}
 	for id, t := range s.Bodies {

@@ -119,7 +119,9 @@ func typesEqual(a, b Type) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && slices.Equal(a.Enum, b.Enum) && a.ListType == b.ListType &&
 		slices.Equal(a.ListMapKeys, b.ListMapKeys) && a.PatchStrategy == b.PatchStrategy &&
 		a.PatchMergeKey == b.PatchMergeKey && a.PreserveUnknownFields == b.PreserveUnknownFields &&
-		slices.Equal(a.Properties, b.Properties) && a.Elem == b.Elem
+		slices.EqualFunc(a.Properties, b.Properties, func(p, q Property) bool {
+			return p.Name == q.Name && p.Type == q.Type && p.Proto == q.Proto && slices.Equal(p.ProtoIn, q.ProtoIn)
+		}) && a.Elem == b.Elem
 }
 
 func TestFieldPaths(t *testing.T) {

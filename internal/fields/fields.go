@@ -43,6 +43,10 @@
 // array of operations with op and path, invalid pointers) is an error,
 // ErrMalformed; no partial result is returned. YAML bodies are not read: an
 // apply patch written as YAML is ErrNotJSON.
+//
+// Creates and updates in Kubernetes' protobuf encoding (Protobuf) are read
+// by the protobuf field numbers the schemas carry; see Walker.protobuf for
+// how their results differ from those of the same object in JSON.
 package fields
 
 import (
@@ -75,9 +79,13 @@ const (
 	// ApplyPatch is application/apply-patch+yaml written as JSON
 	// (server-side apply): a partial object.
 	ApplyPatch
+	// Protobuf is a full object in Kubernetes' protobuf encoding
+	// (ProtobufContentType), the body of a create or an update; see
+	// Walker.protobuf for what it sets.
+	Protobuf
 )
 
-var kindNames = [...]string{"object", "json-patch", "merge-patch", "strategic-merge-patch", "apply-patch"}
+var kindNames = [...]string{"object", "json-patch", "merge-patch", "strategic-merge-patch", "apply-patch", "protobuf"}
 
 func (k BodyKind) String() string {
 	if int(k) < len(kindNames) {
@@ -87,8 +95,9 @@ func (k BodyKind) String() string {
 }
 
 // KindOf tells how a request's body is written from its method and
-// Content-Type. ok is false for bodies this package cannot read: protobuf,
-// CBOR, and patches of unknown type. YAML apply patches are reported as
+// Content-Type. ok is false for bodies this package cannot read: CBOR,
+// protobuf other than a POST or PUT (a patch is never protobuf), and
+// patches of unknown type. YAML apply patches are reported as
 // ApplyPatch; Walk accepts them only when they are written as JSON, which
 // kubectl and client-go do.
 func KindOf(method, contentType string) (kind BodyKind, ok bool) {
@@ -112,6 +121,10 @@ func KindOf(method, contentType string) (kind BodyKind, ok bool) {
 	switch mediaType {
 	case "", "application/json", "*/*":
 		return Object, true
+	case ProtobufContentType:
+		if strings.EqualFold(method, "POST") || strings.EqualFold(method, "PUT") {
+			return Protobuf, true
+		}
 	}
 	return 0, false
 }
@@ -201,6 +214,13 @@ func (w *Walker) Walk(operationID string, kind BodyKind, body []byte) (Result, e
 func (w *Walker) WalkType(t int32, kind BodyKind, body []byte) (Result, error) {
 	if t < 0 || int(t) >= len(w.schemas.Types) {
 		return Result{}, fmt.Errorf("walk body: type %d of %d: %w", t, len(w.schemas.Types), ErrNoSchema)
+	}
+	if kind == Protobuf {
+		w.start(nil, false)
+		if err := w.protobuf(t, body); err != nil {
+			return Result{}, fmt.Errorf("walk body: %w", err)
+		}
+		return w.result(), nil
 	}
 	w.start(body, kind == StrategicMergePatch)
 	if kind == ApplyPatch {

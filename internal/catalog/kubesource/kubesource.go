@@ -44,8 +44,10 @@ func ModuleDir(source string) (string, error) {
 }
 
 // Schemas builds the body schemas of a release from a kubernetes/kubernetes
-// source tree: swagger.json, with the enums of GeneratedOpenAPIFile.
-func Schemas(tree fs.FS, release, source string) (*catalog.Schemas, error) {
+// source tree: swagger.json, with the enums of GeneratedOpenAPIFile, and
+// the protobuf field numbers of the generated.proto files of protos, the
+// trees of the ProtoModules (ProtoModuleDirs).
+func Schemas(tree fs.FS, protos []fs.FS, release, source string) (*catalog.Schemas, error) {
 	swagger, err := fs.ReadFile(tree, catalog.SwaggerFile)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", catalog.SwaggerFile, err)
@@ -58,7 +60,23 @@ func Schemas(tree fs.FS, release, source string) (*catalog.Schemas, error) {
 	if err != nil {
 		return nil, err
 	}
-	return catalog.SchemasFromOpenAPIV2(swagger, release, source, enums)
+	schemas, err := catalog.SchemasFromOpenAPIV2(swagger, release, source, enums)
+	if err != nil {
+		return nil, err
+	}
+	messages, err := readProtoMessages(protos)
+	if err != nil {
+		return nil, err
+	}
+	if unplaced := annotateProto(schemas, messages); len(unplaced) > 0 {
+		return nil, fmt.Errorf("protobuf fields without a property: %s", strings.Join(unplaced, ", "))
+	}
+	// Check the numbers (no two properties at one field) and index them.
+	encoded, err := catalog.EncodeSchemas(schemas)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.DecodeSchemas(encoded)
 }
 
 // Enums reads the enum values of the properties of every definition in an

@@ -2,6 +2,7 @@ package kubesource
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +24,25 @@ func moduleDir(t *testing.T, release string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// protoTrees returns the trees of the ProtoModules that go with a release's
+// catalog.
+func protoTrees(t *testing.T, release string) []fs.FS {
+	t.Helper()
+	c, err := catalog.Load(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := ProtoModuleDirs(c.Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trees := make([]fs.FS, len(dirs))
+	for i, dir := range dirs {
+		trees[i] = os.DirFS(dir)
+	}
+	return trees
 }
 
 // TestRegenerateCatalogs checks that the embedded catalogs are what the
@@ -63,7 +83,7 @@ func TestRegenerateSchemas(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			regenerated, err := Schemas(os.DirFS(moduleDir(t, release)), release, embedded.Source)
+			regenerated, err := Schemas(os.DirFS(moduleDir(t, release)), protoTrees(t, release), release, embedded.Source)
 			if err != nil {
 				t.Fatal(err)
 			}
