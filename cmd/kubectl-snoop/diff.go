@@ -21,8 +21,11 @@ func newDiffCommand() *cobra.Command {
 		Short: "Show the operations gained and lost between two coverage results",
 		Long: `Compares two coverage results written with -o json (by coverage, record or
 report): the hits per level on each side, the operations hit in B and not in
-A (gained) and those hit in A and not in B (lost). A is the before, B the
-after: two test runs, or two releases of an add-on.`,
+A (gained) and those hit in A and not in B (lost). When both results have
+field coverage (request bodies were read), it also lists per operation the
+field paths the bodies of B set and those of A did not (+), and the reverse
+(-). A is the before, B the after: two test runs, or two releases of an
+add-on.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "html" {
@@ -99,6 +102,30 @@ func writeDiffTable(w io.Writer, d *htmlreport.Diff) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+	}
+	return writeFieldDiff(w, d)
+}
+
+// writeFieldDiff lists per operation the field paths gained (+) and lost
+// (-), when both results have field data.
+func writeFieldDiff(w io.Writer, d *htmlreport.Diff) error {
+	if !d.Fields {
+		return nil
+	}
+	fmt.Fprintf(w, "\nFields: %d field paths gained (set by B's request bodies, not A's), %d lost.\n", d.FieldsGained, d.FieldsLost)
+	for _, part := range [][]htmlreport.DiffOperation{d.Gained, d.Lost, d.Both} {
+		for _, op := range part {
+			if len(op.FieldsGained)+len(op.FieldsLost) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s: %d gained, %d lost\n", op.ID, len(op.FieldsGained), len(op.FieldsLost))
+			for _, path := range op.FieldsGained {
+				fmt.Fprintf(w, "  + %s\n", path)
+			}
+			for _, path := range op.FieldsLost {
+				fmt.Fprintf(w, "  - %s\n", path)
+			}
 		}
 	}
 	return nil

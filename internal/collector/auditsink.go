@@ -19,6 +19,8 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/fields"
+	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
@@ -61,6 +63,10 @@ const (
 // POSTs audit.k8s.io/v1 EventLists here. Each request counts once however
 // its stages and retried batches arrive (audit.Deduper), in every session
 // with spec.source "audit" that is Active and whose spec.audit selects it.
+// A request whose event carries a requestObject (a policy at Request or
+// RequestResponse level) also adds its body's field coverage, read as
+// `kubectl snoop coverage --audit-log` reads it (audit.BodyKind), with the
+// event the request counts at.
 //
 // A batch is answered 200 once the results that include it are persisted.
 // The sink answers 429 (too many batches at once), 503 (not the leader,
@@ -99,7 +105,7 @@ type AuditSink struct {
 	// batch would keep the whole batch.
 	dedup     *audit.Deduper[audit.Event]
 	counted   []audit.Event // what the Deduper counted in this batch
-	matchers  map[*catalog.Catalog]*match.Matcher
+	catalogs  map[*catalog.Catalog]*auditCatalog
 	lastEvent time.Time
 	stats     AuditSinkStats
 }
@@ -134,7 +140,7 @@ func (s *AuditSink) init() {
 			maxOpen = DefaultAuditMaxOpen
 		}
 		s.dedup = audit.NewDeduper(window, maxOpen, func(ev audit.Event) { s.counted = append(s.counted, ev) })
-		s.matchers = map[*catalog.Catalog]*match.Matcher{}
+		s.catalogs = map[*catalog.Catalog]*auditCatalog{}
 		s.started = s.now()
 	})
 }
@@ -277,7 +283,7 @@ func (s *AuditSink) read(r *http.Request) (*eventList, error) {
 type auditSession struct {
 	key      types.NamespacedName
 	selector *targets.AuditSelector
-	matcher  *match.Matcher
+	catalog  *auditCatalog
 }
 
 // sessions are the Active audit sessions, their results loaded and their
@@ -303,28 +309,134 @@ func (s *AuditSink) sessions(ctx context.Context) ([]auditSession, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve release %s of snoopsession %s: %w", session.Spec.KubernetesRelease, key, err)
 		}
-		out = append(out, auditSession{key: key, selector: targets.NewAuditSelector(session), matcher: s.matcher(cat)})
+		out = append(out, auditSession{key: key, selector: targets.NewAuditSelector(session), catalog: s.catalog(cat)})
 	}
 	return out, nil
 }
 
-func (s *AuditSink) matcher(cat *catalog.Catalog) *match.Matcher {
+// auditCatalog is what the sink keeps of a release's catalog: its matcher,
+// and for request bodies its schemas, loaded when the first body arrives
+// (a policy at Metadata level never loads them), with walkers to share.
+type auditCatalog struct {
+	cat     *catalog.Catalog
+	matcher *match.Matcher
+	schemas func() (*catalog.Schemas, error)
+	// walkers: a fields.Walker keeps caches and is not safe for concurrent
+	// use, and batches are counted concurrently.
+	walkers sync.Pool
+}
+
+func (s *AuditSink) catalog(cat *catalog.Catalog) *auditCatalog {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.matchers[cat]
+	c, ok := s.catalogs[cat]
 	if !ok {
-		if len(s.matchers) > 16 {
-			clear(s.matchers) // old cluster catalogs
+		if len(s.catalogs) > 16 {
+			clear(s.catalogs) // old cluster catalogs
 		}
-		m = match.New(cat)
-		s.matchers[cat] = m
+		c = &auditCatalog{cat: cat, matcher: match.New(cat), schemas: sync.OnceValues(cat.Schemas)}
+		s.catalogs[cat] = c
 	}
-	return m
+	return c
+}
+
+// auditBody is what one requestObject adds to a delta: nothing (not
+// walked), a malformed body, or the walk's result.
+type auditBody struct {
+	walked, malformed bool
+	result            fields.Result
+	// dropped counts paths the collector's intake would refuse
+	// (intake.ValidFieldPath), counted as overflow as the recorder and
+	// the audit log reader do.
+	dropped int64
+}
+
+// walk reads ev's requestObject, a request of operationID, as package
+// audit's reader does. A catalog without schemas, an operation without a
+// body schema, and an apply patch written as YAML add nothing.
+func (c *auditCatalog) walk(ev *audit.Event, operationID string) auditBody {
+	if operationID == "" || len(ev.RequestObject) == 0 || string(ev.RequestObject) == "null" {
+		return auditBody{}
+	}
+	schemas, err := c.schemas()
+	if err != nil { // catalog.ErrNoSchemas
+		return auditBody{}
+	}
+	if _, ok := schemas.Body(operationID); !ok {
+		return auditBody{}
+	}
+	op, ok := c.cat.Operation(operationID)
+	if !ok {
+		return auditBody{}
+	}
+	w, _ := c.walkers.Get().(*fields.Walker)
+	if w == nil {
+		w = fields.NewWalker(schemas)
+	}
+	r, err := w.Walk(operationID, audit.BodyKind(ev, &op), ev.RequestObject)
+	c.walkers.Put(w) // r holds nothing of the walker's
+	switch {
+	case errors.Is(err, fields.ErrMalformed):
+		return auditBody{malformed: true}
+	case err != nil: // ErrNotJSON, ErrNoSchema
+		return auditBody{}
+	}
+	b := auditBody{walked: true}
+	b.dropped = intake.DropInvalidFieldPaths(&r)
+	b.result = r
+	return b
+}
+
+// addTo counts the body in d, with its request, on operationID.
+func (b *auditBody) addTo(d *coverage.Delta, operationID string) {
+	switch {
+	case b.malformed:
+		d.AddMalformedBodies(operationID, 1)
+	case b.walked:
+		d.AddFields(operationID, b.result, 1)
+		if b.dropped > 0 {
+			d.Fields[operationID].Overflow += b.dropped
+		}
+	}
 }
 
 // count passes the batch through the Deduper and adds each request it
-// counts to the deltas of the sessions that select it.
+// counts, with its body's fields, to the deltas of the sessions that select
+// it. Only the Deduper is under s.mu: matching and walking run for several
+// batches at once.
 func (s *AuditSink) count(items []audit.Event, sessions []auditSession) []coverage.Delta {
+	counted := s.dedupe(items)
+	deltas := make([]coverage.Delta, len(sessions))
+	// A body is walked once per catalog, however many sessions share it.
+	walked := make(map[*auditCatalog]*auditBody, 1)
+	for i := range counted {
+		ev := &counted[i]
+		ns := ev.ObjectNamespace()
+		clear(walked)
+		for i, session := range sessions {
+			if !session.selector.Matches(ev.User.Username, ns, ev.UserAgent) {
+				continue
+			}
+			hit := audit.Hit(session.catalog.matcher, ev)
+			deltas[i].Add(hit)
+			if ev.RequestObject == nil || hit.OperationID == "" {
+				continue
+			}
+			b, ok := walked[session.catalog]
+			if !ok {
+				body := session.catalog.walk(ev, hit.OperationID)
+				b = &body
+				walked[session.catalog] = b
+			}
+			b.addTo(&deltas[i], hit.OperationID)
+		}
+	}
+	return deltas
+}
+
+// dedupe passes the batch through the Deduper and returns the events it
+// counted.
+func (s *AuditSink) dedupe(items []audit.Event) []audit.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Batches++
@@ -340,17 +452,7 @@ func (s *AuditSink) count(items []audit.Event, sessions []auditSession) []covera
 	}
 	counted := s.counted
 	s.counted = nil
-	deltas := make([]coverage.Delta, len(sessions))
-	for i := range counted {
-		ev := &counted[i]
-		ns := ev.ObjectNamespace()
-		for i, session := range sessions {
-			if session.selector.Matches(ev.User.Username, ns, ev.UserAgent) {
-				deltas[i].Add(audit.Hit(session.matcher, ev))
-			}
-		}
-	}
-	return deltas
+	return counted
 }
 
 // merge hands the deltas to the aggregator and waits until they are

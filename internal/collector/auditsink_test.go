@@ -2,12 +2,25 @@ package collector
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/audit"
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/match"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
 // The refusals that come before a batch's token is reviewed: their status,
@@ -81,4 +94,155 @@ func TestAuditSinkTakeReleases(t *testing.T) {
 		t.Fatal("room must be back once the first batch is done")
 	}
 	second()
+}
+
+// auditBodyEvent is one audit event of a ConfigMap request, with its
+// requestObject when body is set, as an API server logging at Request
+// level writes it.
+func auditBodyEvent(id, stage, verb, user, uri, body string) string {
+	ev := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":%q,"stage":%q,"requestURI":%q,"verb":%q,"user":{"username":%q},"userAgent":"kubectl/v1.37.2","objectRef":{"resource":"configmaps","namespace":"ns","apiVersion":"v1"}`,
+		id, stage, uri, verb, user)
+	if stage != audit.StageRequestReceived {
+		ev += `,"responseStatus":{"metadata":{},"code":200}`
+		if body != "" {
+			ev += `,"requestObject":` + body
+		}
+	}
+	return ev + "}"
+}
+
+// The sink's field coverage equals what `kubectl snoop coverage
+// --audit-log` reads from the same events (audit.AnalyzeSources): each
+// counted request's body once, whatever its stages, duplicates and retried
+// batches, walked concurrently by batches; sessions sharing a catalog get
+// the same fields, and a session whose catalog has no schemas gets its
+// requests and no fields.
+func TestAuditSinkFieldsMatchAuditLog(t *testing.T) {
+	cat, err := catalog.Load("1.37")
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoded, err := catalog.Encode(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := catalog.Decode(encoded) // a catalog without schemas
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		create = "/api/v1/namespaces/ns/configmaps?fieldManager=kubectl-create"
+		patch  = "/api/v1/namespaces/ns/configmaps/cm?fieldManager=kubectl-patch"
+		apply  = "/api/v1/namespaces/ns/configmaps/cm?fieldManager=kubectl&force=false"
+		update = "/api/v1/namespaces/ns/configmaps/cm?fieldManager=kubectl-edit"
+	)
+	requests := []struct{ verb, uri, body string }{
+		{"create", create, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","colour":"blue"},"data":{"k":"v"},"immutable":"yes"}`},
+		{"update", update, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","labels":{"a":"b"}},"data":{"k":"w"}}`},
+		{"patch", patch, `[{"op":"add","path":"/metadata/labels","value":{"a":"b"}}]`},
+		{"patch", patch, `{"data":{"$patch":"replace","k":"v"}}`},
+		{"patch", apply, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"},"binaryData":{"b":"eA=="}}`},
+		{"patch", patch, `[{"path":"/data"}]`}, // no op: malformed
+		{"patch", patch, `null`},
+		{"get", "/api/v1/namespaces/ns/configmaps/cm", ""},
+	}
+	var events []string
+	for round := range 4 {
+		for i, r := range requests {
+			for _, user := range []string{"tester", "other"} {
+				id := fmt.Sprintf("%s-%d-%d", user, round, i)
+				events = append(events,
+					auditBodyEvent(id, audit.StageRequestReceived, r.verb, user, r.uri, ""),
+					auditBodyEvent(id, audit.StageResponseComplete, r.verb, user, r.uri, r.body))
+			}
+		}
+	}
+	// Batches of 5 events; every third one sent twice, as the API server
+	// retries a batch it got no answer for.
+	var batches []string
+	for start := 0; start < len(events); start += 5 {
+		b := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[` + strings.Join(events[start:min(start+5, len(events))], ",") + "]}"
+		batches = append(batches, b)
+		if len(batches)%3 == 0 {
+			batches = append(batches, b)
+		}
+	}
+
+	sink := &AuditSink{}
+	sink.init()
+	selector := func(users ...string) *targets.AuditSelector {
+		return targets.NewAuditSelector(&snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{Audit: &snoopv1alpha1.AuditFilter{Users: users}}})
+	}
+	sessions := []auditSession{
+		{selector: selector("tester"), catalog: sink.catalog(cat)},
+		{selector: selector("tester", "other"), catalog: sink.catalog(cat)},
+		{selector: selector("tester"), catalog: sink.catalog(bare)},
+	}
+	got := make([]coverage.Delta, len(sessions))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		list, err := sink.read(httptest.NewRequest(http.MethodPost, AuditPath, strings.NewReader(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deltas := sink.count(list.Items, sessions)
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range deltas {
+				got[i].Merge(&deltas[i])
+			}
+		}()
+	}
+	wg.Wait()
+
+	analyze := func(c *catalog.Catalog, users ...string) coverage.Delta {
+		t.Helper()
+		log := strings.Join(events, "\n") + "\n"
+		src := audit.Source{Name: "log", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(log)), nil }}
+		var d coverage.Delta
+		_, err := audit.AnalyzeSources(t.Context(), []audit.Source{src}, match.New(c), &d, audit.Options{
+			Select: func(user, _, _ string) bool { return slices.Contains(users, user) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for i, want := range []coverage.Delta{analyze(cat, "tester"), analyze(cat, "tester", "other"), analyze(bare, "tester")} {
+		if got[i].Requests != want.Requests || !reflect.DeepEqual(got[i].Operations, want.Operations) {
+			t.Errorf("session %d: %d requests, operations %v; the audit log: %d, %v", i, got[i].Requests, got[i].Operations, want.Requests, want.Operations)
+		}
+		if !reflect.DeepEqual(got[i].Fields, want.Fields) {
+			t.Errorf("session %d: fields\n%s\nthe audit log's\n%s", i, fieldsString(got[i].Fields), fieldsString(want.Fields))
+		}
+	}
+	// The comparison is not vacuous: the log's cases are all there.
+	want := got[0].Fields
+	if c := want["createCoreV1NamespacedConfigMap"]; c == nil || c.Bodies != 4 || c.Unknown["metadata.colour"] != 4 || c.IllTyped["immutable"] != 4 || c.Set["data{}"] != 4 {
+		t.Errorf("create's fields: %s", fieldsString(want))
+	}
+	if p := want["patchCoreV1NamespacedConfigMap"]; p == nil || p.Bodies != 16 || p.Malformed != 4 || p.Set["binaryData{}"] != 4 || p.Set["metadata.labels{}"] != 4 {
+		t.Errorf("patch's fields: %s", fieldsString(want))
+	}
+	if u := want["replaceCoreV1NamespacedConfigMap"]; u == nil || u.Set["metadata.labels{}"] != 4 {
+		t.Errorf("update's fields: %s", fieldsString(want))
+	}
+	if got[1].Fields["createCoreV1NamespacedConfigMap"].Bodies != 8 {
+		t.Errorf("the session of both users: %s", fieldsString(got[1].Fields))
+	}
+	if len(got[2].Fields) != 0 || got[2].Requests != got[0].Requests {
+		t.Errorf("the session without schemas: %d requests, fields %s", got[2].Requests, fieldsString(got[2].Fields))
+	}
+}
+
+func fieldsString(f map[string]*coverage.FieldCounts) string {
+	var b strings.Builder
+	for _, id := range slices.Sorted(maps.Keys(f)) {
+		fmt.Fprintf(&b, "%s: %+v\n", id, *f[id])
+	}
+	return b.String()
 }

@@ -468,6 +468,24 @@
     }
     tables.gained.set(diff.gained, 'No operation gained.');
     tables.lost.set(diff.lost, 'No operation lost.');
+    // Field paths gained and lost, one row each, when both results have
+    // field data (the report page's field section does not apply here).
+    if (diff.fields) {
+      if (!tables.fields) {
+        tables.fields = new Table('field-changes', 'Fields gained and lost', [
+          { label: 'Operation', code: true, value: function (f) { return f.op; } },
+          { label: 'Change', value: function (f) { return f.change; } },
+          { label: 'Field path', code: true, value: function (f) { return f.path; } }
+        ], 'Field paths the request bodies set after and not before (gained), and before and not after (lost).');
+      }
+      var changes = [];
+      diff.gained.concat(diff.lost, diff.both || []).forEach(function (o) {
+        (o.fieldsGained || []).forEach(function (p) { changes.push({ op: o.id, change: 'gained', path: p }); });
+        (o.fieldsLost || []).forEach(function (p) { changes.push({ op: o.id, change: 'lost', path: p }); });
+      });
+      document.getElementById('totals').textContent += ' ' + diff.fieldsGained + ' field paths gained, ' + diff.fieldsLost + ' lost.';
+      tables.fields.set(changes, 'No field path gained or lost.');
+    }
     document.getElementById('field-coverage').hidden = true;
     state.data = diff;
     state.renders++;

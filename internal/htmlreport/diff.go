@@ -25,6 +25,12 @@ type Diff struct {
 	Both   []DiffOperation `json:"both"`
 	// Kept is len(Both).
 	Kept int `json:"kept"`
+	// Fields says both reports have field data (Summary.Fields), so that
+	// the operations' FieldsGained and FieldsLost are filled.
+	Fields bool `json:"fields,omitempty"`
+	// FieldsGained and FieldsLost total the operations' paths.
+	FieldsGained int `json:"fieldsGained,omitempty"`
+	FieldsLost   int `json:"fieldsLost,omitempty"`
 }
 
 // DiffLevel is one level of the summaries side by side.
@@ -48,6 +54,11 @@ type DiffOperation struct {
 	Kind        string `json:"kind,omitempty"`
 	HitsA       int64  `json:"hitsA"`
 	HitsB       int64  `json:"hitsB"`
+	// FieldsGained are the field paths B's request bodies set and A's did
+	// not, FieldsLost the reverse, sorted; only when Diff.Fields. Every set
+	// path counts, those not in the schema (FieldHit.NotInSchema) too.
+	FieldsGained []string `json:"fieldsGained,omitempty"`
+	FieldsLost   []string `json:"fieldsLost,omitempty"`
 }
 
 // NewDiff compares two reports.
@@ -87,6 +98,16 @@ func NewDiff(nameA string, a *coverage.Report, nameB string, b *coverage.Report)
 	}
 	add(a, false)
 	add(b, true)
+	d.Fields = a.Summary.Fields != nil && b.Summary.Fields != nil
+	if d.Fields {
+		setA, setB := setPaths(a), setPaths(b)
+		for id, o := range ops {
+			o.FieldsGained = minus(setB[id], setA[id])
+			o.FieldsLost = minus(setA[id], setB[id])
+			d.FieldsGained += len(o.FieldsGained)
+			d.FieldsLost += len(o.FieldsLost)
+		}
+	}
 	for _, o := range ops {
 		switch {
 		case o.HitsA == 0:
@@ -102,6 +123,34 @@ func NewDiff(nameA string, a *coverage.Report, nameB string, b *coverage.Report)
 	}
 	d.Kept = len(d.Both)
 	return d
+}
+
+// setPaths are the field paths each operation's bodies set.
+func setPaths(r *coverage.Report) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, op := range r.Operations {
+		if op.Fields == nil || len(op.Fields.Set) == 0 {
+			continue
+		}
+		set := make(map[string]bool, len(op.Fields.Set))
+		for _, h := range op.Fields.Set {
+			set[h.Path] = true
+		}
+		out[op.ID] = set
+	}
+	return out
+}
+
+// minus returns the keys of a not in b, sorted (nil when none).
+func minus(a, b map[string]bool) []string {
+	var out []string
+	for path := range a {
+		if !b[path] {
+			out = append(out, path)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // WriteDiff renders d as a self-contained page.

@@ -4,7 +4,9 @@
 // spec.source: audit, whose coverage must equal, request for request, what
 // `kubectl snoop coverage` reads from the same API server's audit log; and
 // a burst of audit batches, stages repeated and reordered, batches retried
-// and refused for being too many at once, counts every request once.
+// and refused for being too many at once, counts every request once. The
+// audit policy logs one namespace's requests with their bodies, so the two
+// must agree on field coverage too.
 package auditsink
 
 import (
@@ -20,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +52,21 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/testenv/testoperator"
 )
 
+// bodiesNamespace is the namespace whose requests the audit policy logs
+// at RequestResponse level, so that their events carry requestObject.
+const bodiesNamespace = "audit-bodies"
+
+// auditPolicy is testenv's Metadata policy with bodies for
+// bodiesNamespace.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: RequestResponse
+  namespaces: ["` + bodiesNamespace + `"]
+- level: Metadata
+`
+
 // fixture is a control plane whose API server sends its audit events to a
 // running manager.
 type fixture struct {
@@ -77,7 +95,7 @@ func setUp(t *testing.T) *fixture {
 		apiServer.CertDir = filepath.Join(f.dir, "apiserver")
 		return os.Mkdir(apiServer.CertDir, 0o700)
 	}
-	f.cp = testenv.StartForTest(t, testenv.WithAuditLog(), restartable)
+	f.cp = testenv.StartForTest(t, testenv.WithAuditPolicy(auditPolicy), restartable)
 	var err error
 	if f.kubectl, err = testenv.Kubectl("kubectl"); err != nil {
 		t.Fatal(err)
@@ -191,8 +209,12 @@ func (f *fixture) testMatchesAuditLog(t *testing.T) {
 	if err := os.WriteFile(aliceConfig, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := f.cp.Namespace(ctx, "alice", nil)
-	if err != nil {
+	ns := bodiesNamespace
+	if err := f.cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(f.dir, "configmap.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  annotations:\n    note: applied\nbinaryData:\n  bin: eA==\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	k := func(args ...string) {
@@ -202,6 +224,9 @@ func (f *fixture) testMatchesAuditLog(t *testing.T) {
 	k("create", "configmap", "a", "--from-literal=k=v")
 	k("get", "configmap", "a", "-o", "yaml")
 	k("label", "configmap", "a", "x=y")
+	k("patch", "configmap", "a", "--type=merge", "-p", `{"data":{"k2":"w"}}`)
+	k("patch", "configmap", "a", "--type=json", "-p", `[{"op":"add","path":"/metadata/annotations","value":{"a":"b"}}]`)
+	k("apply", "--server-side", "-f", manifest)
 	k("delete", "configmap", "a", "--wait=false")
 	k("get", "configmaps", "does-not-exist", "--ignore-not-found")
 	k("get", "namespaces")
@@ -230,13 +255,37 @@ func (f *fixture) testMatchesAuditLog(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("kubectl snoop coverage of the audit log (-) and the audit session's report (+) differ:\n%s", diff)
 	}
-	hit := 0
+	// The bodies were read: what kubectl sent shows in both.
+	paths := map[string][]string{}
+	hit, bodies := 0, int64(0)
 	for _, op := range want.Operations {
 		if op.Hits > 0 {
 			hit++
 		}
+		if op.Fields != nil {
+			bodies += op.Fields.Bodies
+			for _, h := range op.Fields.Set {
+				paths[op.ID] = append(paths[op.ID], h.Path)
+			}
+		}
 	}
-	t.Logf("%d requests of %s, %d operations hit, equal in the audit log and the session", want.Summary.Requests, user, hit)
+	for id, path := range map[string]string{
+		"createCoreV1NamespacedConfigMap": "data{}",
+		"patchCoreV1NamespacedConfigMap":  "metadata.labels{}",
+	} {
+		if !slices.Contains(paths[id], path) {
+			t.Errorf("%s: set paths %v, want %s among them", id, paths[id], path)
+		}
+	}
+	for _, path := range []string{"binaryData{}", "metadata.annotations{}"} {
+		if !slices.Contains(paths["patchCoreV1NamespacedConfigMap"], path) {
+			t.Errorf("patchCoreV1NamespacedConfigMap: set paths %v, want %s among them", paths["patchCoreV1NamespacedConfigMap"], path)
+		}
+	}
+	if want.Summary.Fields == nil {
+		t.Error("the report has no field summary")
+	}
+	t.Logf("%d requests of %s, %d operations hit, %d bodies read, equal in the audit log and the session", want.Summary.Requests, user, hit, bodies)
 }
 
 // burstUserAgent marks the burst's events, so that only the burst session

@@ -317,13 +317,26 @@ func CheckDiff(t testing.TB, ctx context.Context, d DiffCounts) {
 	if rows := Rows(t, ctx, "lost"); len(rows) != d.Lost {
 		t.Errorf("the lost table shows %d rows, want %d", len(rows), d.Lost)
 	}
+	if d.FieldChanges == nil {
+		if Shown(t, ctx, "field-changes") {
+			t.Error("a diff without field data on both sides shows the field-changes table")
+		}
+		return
+	}
+	if got := Rows(t, ctx, "field-changes"); !sameRows(got, d.FieldChanges) {
+		t.Errorf("table field-changes shows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(d.FieldChanges, "\n"))
+	}
 }
 
 // DiffCounts is what a diff page must show: per level the hits before and
 // after, and how many operations were gained, lost and hit in both.
+// FieldChanges, when both sides have field data, are the rows of the
+// field-changes table ("operation\tgained|lost\tpath"); nil when the page
+// must not show it.
 type DiffCounts struct {
 	Levels             map[string][2]int
 	Gained, Lost, Both int
+	FieldChanges       []string
 }
 
 // Shown reports whether the element with the id is rendered (neither it
