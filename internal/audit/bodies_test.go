@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"apisnoop.dev/kube-apisnoop/internal/audit/auditgen"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/fields"
@@ -41,17 +42,9 @@ func TestBodyKind(t *testing.T) {
 	}
 }
 
-// bodyEvent is one audit event of a ConfigMap request in namespace ns.
+// bodyEvent is auditgen.BodyEvent as a line.
 func bodyEvent(id, stage, verb, user, uri, body string) string {
-	line := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":%q,"stage":%q,"requestURI":%q,"verb":%q,"user":{"username":%q},"userAgent":"kubectl/v1.37.2","objectRef":{"resource":"configmaps","namespace":"ns","apiVersion":"v1"}`,
-		id, stage, uri, verb, user)
-	if stage != StageRequestReceived {
-		line += `,"responseStatus":{"metadata":{},"code":200}`
-		if body != "" {
-			line += `,"requestObject":` + body
-		}
-	}
-	return line + "}\n"
+	return auditgen.BodyEvent(id, stage, verb, user, uri, body) + "\n"
 }
 
 // TestAnalyzeBodies: requestObjects add field coverage once per counted

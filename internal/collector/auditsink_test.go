@@ -17,6 +17,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
+	"apisnoop.dev/kube-apisnoop/internal/audit/auditgen"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -96,21 +97,6 @@ func TestAuditSinkTakeReleases(t *testing.T) {
 	second()
 }
 
-// auditBodyEvent is one audit event of a ConfigMap request, with its
-// requestObject when body is set, as an API server logging at Request
-// level writes it.
-func auditBodyEvent(id, stage, verb, user, uri, body string) string {
-	ev := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":%q,"stage":%q,"requestURI":%q,"verb":%q,"user":{"username":%q},"userAgent":"kubectl/v1.37.2","objectRef":{"resource":"configmaps","namespace":"ns","apiVersion":"v1"}`,
-		id, stage, uri, verb, user)
-	if stage != audit.StageRequestReceived {
-		ev += `,"responseStatus":{"metadata":{},"code":200}`
-		if body != "" {
-			ev += `,"requestObject":` + body
-		}
-	}
-	return ev + "}"
-}
-
 // The sink's field coverage equals what `kubectl snoop coverage
 // --audit-log` reads from the same events (audit.AnalyzeSources): each
 // counted request's body once, whatever its stages, duplicates and retried
@@ -152,8 +138,8 @@ func TestAuditSinkFieldsMatchAuditLog(t *testing.T) {
 			for _, user := range []string{"tester", "other"} {
 				id := fmt.Sprintf("%s-%d-%d", user, round, i)
 				events = append(events,
-					auditBodyEvent(id, audit.StageRequestReceived, r.verb, user, r.uri, ""),
-					auditBodyEvent(id, audit.StageResponseComplete, r.verb, user, r.uri, r.body))
+					auditgen.BodyEvent(id, audit.StageRequestReceived, r.verb, user, r.uri, ""),
+					auditgen.BodyEvent(id, audit.StageResponseComplete, r.verb, user, r.uri, r.body))
 			}
 		}
 	}

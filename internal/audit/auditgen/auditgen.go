@@ -1,6 +1,7 @@
 // Package auditgen writes realistic Metadata-level audit logs for
 // benchmarks: every event the shape and size of the API server's, a mix of
-// reads, writes, watches, discovery, leases and a custom resource.
+// reads, writes, watches, discovery, leases and a custom resource; and
+// single events with request bodies for the tests of field coverage.
 package auditgen
 
 import (
@@ -63,4 +64,20 @@ func countVerbs(format string) int {
 		}
 	}
 	return n
+}
+
+// BodyEvent is one audit event, as a line without its newline, of a
+// ConfigMap request in namespace "ns" by user, at stage, with the request
+// body as requestObject when body is set (an API server logging at Request
+// level writes it on every stage but RequestReceived).
+func BodyEvent(id, stage, verb, user, uri, body string) string {
+	ev := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":%q,"stage":%q,"requestURI":%q,"verb":%q,"user":{"username":%q},"userAgent":"kubectl/v1.37.2","objectRef":{"resource":"configmaps","namespace":"ns","apiVersion":"v1"}`,
+		id, stage, uri, verb, user)
+	if stage != "RequestReceived" {
+		ev += `,"responseStatus":{"metadata":{},"code":200}`
+		if body != "" {
+			ev += `,"requestObject":` + body
+		}
+	}
+	return ev + "}"
 }
