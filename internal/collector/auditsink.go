@@ -358,6 +358,20 @@ func (c *auditCatalog) walk(ev *audit.Event, operationID string) auditBody {
 	if operationID == "" || len(ev.RequestObject) == 0 || string(ev.RequestObject) == "null" {
 		return auditBody{}
 	}
+	b := c.read(ev, operationID)
+	switch {
+	case b.walked:
+		AuditBodiesTotal.WithLabelValues("walked").Inc()
+	case b.malformed:
+		AuditBodiesTotal.WithLabelValues("malformed").Inc()
+	default:
+		AuditBodiesTotal.WithLabelValues("unread").Inc()
+	}
+	return b
+}
+
+// read walks a request body that is there.
+func (c *auditCatalog) read(ev *audit.Event, operationID string) auditBody {
 	schemas, err := c.schemas()
 	if err != nil { // catalog.ErrNoSchemas
 		return auditBody{}

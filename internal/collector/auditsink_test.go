@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
@@ -164,6 +165,8 @@ func TestAuditSinkFieldsMatchAuditLog(t *testing.T) {
 		{selector: selector("tester", "other"), catalog: sink.catalog(cat)},
 		{selector: selector("tester"), catalog: sink.catalog(bare)},
 	}
+	bodies := func(result string) float64 { return testutil.ToFloat64(AuditBodiesTotal.WithLabelValues(result)) }
+	walkedBefore, malformedBefore, unreadBefore := bodies("walked"), bodies("malformed"), bodies("unread")
 	got := make([]coverage.Delta, len(sessions))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -222,6 +225,12 @@ func TestAuditSinkFieldsMatchAuditLog(t *testing.T) {
 	}
 	if len(got[2].Fields) != 0 || got[2].Requests != got[0].Requests {
 		t.Errorf("the session without schemas: %d requests, fields %s", got[2].Requests, fieldsString(got[2].Fields))
+	}
+	// The metric: against the catalog with schemas, both users' bodies
+	// (the malformed patch, 4 rounds of 2 users, among them); against the
+	// one without, the bodies of the one user its session selects, unread.
+	if walked, malformed, unread := bodies("walked")-walkedBefore, bodies("malformed")-malformedBefore, bodies("unread")-unreadBefore; walked == 0 || malformed != 8 || unread != (walked+malformed)/2 {
+		t.Errorf("apisnoop_audit_request_bodies_total: walked %v, malformed %v, unread %v", walked, malformed, unread)
 	}
 }
 

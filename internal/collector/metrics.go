@@ -44,6 +44,13 @@ var (
 		Name: "apisnoop_audit_events_total",
 		Help: "Audit events in accepted batches, every stage and duplicate included.",
 	})
+	// AuditBodiesTotal counts the request bodies (requestObject) of counted
+	// audit requests by what became of them, once per catalog they are
+	// read against (sessions of one release share it).
+	AuditBodiesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apisnoop_audit_request_bodies_total",
+		Help: "Request bodies of counted audit requests, per catalog read against, by result: walked, malformed or unread (no schema, not JSON).",
+	}, []string{"result"})
 	// Sessions counts sessions by phase (recording, suspended, completed,
 	// waiting).
 	Sessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -58,5 +65,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(BatchesTotal, RequestsTotal, AuditBatchesTotal, AuditEventsTotal, Sessions, OperationsHit)
+	ctrlmetrics.Registry.MustRegister(BatchesTotal, RequestsTotal, AuditBatchesTotal, AuditEventsTotal, AuditBodiesTotal, Sessions, OperationsHit)
 }
