@@ -80,7 +80,7 @@ func writeDiffTable(w io.Writer, d *htmlreport.Diff) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n%d operations gained, %d lost, %d hit in both.\n", len(d.Gained), len(d.Lost), d.Kept)
+	fmt.Fprintf(w, "\n%d operations gained, %d lost, %d hit in both.\n", len(d.Gained), len(d.Lost), len(d.Both))
 	for _, part := range []struct {
 		title string
 		ops   []htmlreport.DiffOperation

@@ -140,7 +140,7 @@ func (t *bodyTable) add(ev *Event, op *catalog.Operation) int32 {
 	case err != nil: // ErrNotJSON, ErrNoSchema
 		return -1
 	default:
-		e.dropped += intake.DropInvalidFieldPaths(&r)
+		e.dropped = intake.DropInvalidFieldPaths(&r)
 		e.result = r
 	}
 	// The key is the entry, its strings length-prefixed.
@@ -178,10 +178,5 @@ func (e *bodyEntry) addTo(d *coverage.Delta, n int64) {
 		d.AddMalformedBodies(e.operationID, n)
 		return
 	}
-	d.AddFields(e.operationID, e.result, n)
-	if e.dropped > 0 {
-		if fc := d.Fields[e.operationID]; fc != nil {
-			fc.Overflow += e.dropped * n
-		}
-	}
+	d.AddFieldsDropped(e.operationID, e.result, e.dropped, n)
 }

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -8,34 +9,16 @@ import (
 // A trimmed-down swagger.json in the shape the API server serves: core
 // pods, a legacy watch, a node proxy (listed ineligible in 1.36), discovery,
 // a non-resource URL, and a CRD-like group serving only example.com/v1beta1.
-const swaggerDoc = `{
-  "swagger": "2.0",
-  "info": {"title": "Kubernetes", "version": "v1.36.3"},
-  "paths": {
-    "/api/v1/namespaces/{namespace}/pods/{name}": {
-      "get": {"operationId": "readCoreV1NamespacedPod", "tags": ["core_v1"], "description": "read the specified Pod",
-        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"}},
-      "parameters": [{"name": "name", "in": "path", "required": true, "type": "string"}]
-    },
-    "/api/v1/watch/namespaces/{namespace}/pods": {
-      "get": {"operationId": "watchCoreV1NamespacedPodList", "tags": ["core_v1"],
-        "description": "watch individual changes to a list of Pod. deprecated: use the 'watch' parameter with a list operation instead.",
-        "x-kubernetes-action": "watchlist", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"}}
-    },
-    "/api/v1/nodes/{name}/proxy": {
-      "get": {"operationId": "connectCoreV1GetNodeProxy", "tags": ["core_v1"], "description": "connect GET requests to proxy of Node",
-        "x-kubernetes-action": "connect", "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "NodeProxyOptions"}}
-    },
-    "/api/v1/": {"get": {"operationId": "getCoreV1APIResources", "tags": ["core_v1"]}},
-    "/version/": {"get": {"operationId": "getCodeVersion", "tags": ["version"]}},
-    "/apis/example.com/": {"get": {"operationId": "getExampleComAPIGroup", "tags": ["exampleCom"]}},
-    "/apis/example.com/v1beta1/namespaces/{namespace}/widgets/{name}/status": {
-      "patch": {"operationId": "patchExampleComV1beta1NamespacedWidgetStatus", "tags": ["exampleCom_v1beta1"],
-        "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": {"group": "example.com", "version": "v1beta1", "kind": "Widget"}}
-    }
-  },
-  "definitions": {"io.k8s.api.core.v1.Pod": {"type": "object"}}
-}`
+var swaggerDoc = readTestdata("testdata/mini-swagger.json")
+
+// readTestdata reads a fixture shared by the catalog packages' tests.
+func readTestdata(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return string(data)
+}
 
 func TestFromOpenAPI(t *testing.T) {
 	fromV2 := func(release string) (*Catalog, error) { return FromOpenAPIV2([]byte(swaggerDoc), release) }

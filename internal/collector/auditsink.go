@@ -407,10 +407,7 @@ func (b *auditBody) addTo(d *coverage.Delta, operationID string) {
 	case b.malformed:
 		d.AddMalformedBodies(operationID, 1)
 	case b.walked:
-		d.AddFields(operationID, b.result, 1)
-		if b.dropped > 0 {
-			d.Fields[operationID].Overflow += b.dropped
-		}
+		d.AddFieldsDropped(operationID, b.result, b.dropped, 1)
 	}
 }
 

@@ -59,6 +59,19 @@ func (d *Delta) AddFields(operationID string, r fields.Result, n int64) {
 	}
 }
 
+// AddFieldsDropped is AddFields for bodies whose result lost dropped paths
+// that the collector would refuse (intake.DropInvalidFieldPaths): they
+// count as overflow.
+func (d *Delta) AddFieldsDropped(operationID string, r fields.Result, dropped, n int64) {
+	d.AddFields(operationID, r, n)
+	if dropped <= 0 {
+		return
+	}
+	if fc := d.Fields[operationID]; fc != nil {
+		fc.Overflow += dropped * n
+	}
+}
+
 // AddMalformedBodies counts n bodies of an operation that could not be
 // walked (the walker's error wraps fields.ErrMalformed).
 func (d *Delta) AddMalformedBodies(operationID string, n int64) {

@@ -384,7 +384,7 @@ func (w *Walker) value(t int32, n *node) error {
 	case c == '"':
 		switch typ.Kind {
 		case catalog.KindString:
-			s, err := w.str(&w.strBuf)
+			s, err := w.scanString(&w.strBuf)
 			if err != nil {
 				return err
 			}
@@ -456,7 +456,7 @@ func (w *Walker) members(member func(key []byte) error) error {
 		if w.pos >= len(w.data) || w.data[w.pos] != '"' {
 			return w.syntax("expected a member name")
 		}
-		key, err := w.str(&w.keyBuf)
+		key, err := w.scanString(&w.keyBuf)
 		if err != nil {
 			return err
 		}
@@ -573,7 +573,7 @@ func (w *Walker) directive(typ *catalog.Type, n *node, key []byte) error {
 	case string(key) == "$patch":
 		w.skipSpace()
 		if w.pos < len(w.data) && w.data[w.pos] == '"' {
-			s, err := w.str(&w.strBuf)
+			s, err := w.scanString(&w.strBuf)
 			if err != nil {
 				return err
 			}
@@ -633,7 +633,7 @@ func (w *Walker) retainKeys(typ *catalog.Type, n *node) error {
 			bad = true
 			return w.skip()
 		}
-		name, err := w.str(&w.strBuf)
+		name, err := w.scanString(&w.strBuf)
 		if err != nil {
 			return err
 		}
@@ -751,15 +751,10 @@ func (w *Walker) skipString() error {
 	return err
 }
 
-// str consumes a string and returns its content: a slice of the body when
-// it has no escapes, else unescaped into *buf. Either is valid until the
-// next use of buf.
-func (w *Walker) str(buf *[]byte) ([]byte, error) {
-	return w.scanString(buf)
-}
-
-// scanString consumes the string at the current position. With buf nil it
-// only checks it.
+// scanString consumes the string at the current position and returns its
+// content: a slice of the body when it has no escapes, else unescaped into
+// *buf, either valid until the next use of buf. With buf nil it only checks
+// the string.
 func (w *Walker) scanString(buf *[]byte) ([]byte, error) {
 	d := w.data
 	w.pos++ // opening quote

@@ -50,7 +50,7 @@ func (w *Walker) readPatchOp() (patchOp, error) {
 			// A buffer of its own: escaped strings are unescaped into it
 			// and must outlive the other members.
 			var buf []byte
-			value, err := w.str(&buf)
+			value, err := w.scanString(&buf)
 			if err != nil {
 				return err
 			}

@@ -433,7 +433,7 @@
     document.getElementById('subtitle').textContent = 'Kubernetes ' + diff.releaseA + (diff.releaseB !== diff.releaseA ? ' → ' + diff.releaseB : '') +
       ' · before: ' + diff.nameA + ' · after: ' + diff.nameB;
     document.getElementById('cards-title').textContent = 'Coverage before and after';
-    document.getElementById('totals').textContent = diff.gained.length + ' operations gained, ' + diff.lost.length + ' lost, ' + diff.kept + ' hit in both.';
+    document.getElementById('totals').textContent = diff.gained.length + ' operations gained, ' + diff.lost.length + ' lost, ' + diff.both.length + ' hit in both.';
     var cards = document.getElementById('cards');
     cards.textContent = '';
     var labels = {};

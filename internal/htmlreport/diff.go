@@ -23,8 +23,6 @@ type Diff struct {
 	Gained []DiffOperation `json:"gained"`
 	Lost   []DiffOperation `json:"lost"`
 	Both   []DiffOperation `json:"both"`
-	// Kept is len(Both).
-	Kept int `json:"kept"`
 	// Fields says both reports have field data (Summary.Fields), so that
 	// the operations' FieldsGained and FieldsLost are filled.
 	Fields bool `json:"fields,omitempty"`
@@ -81,12 +79,12 @@ func NewDiff(nameA string, a *coverage.Report, nameB string, b *coverage.Report)
 			}
 			o := ops[op.ID]
 			if o == nil || after {
-				hitsA, hitsB := int64(0), int64(0)
+				n := &DiffOperation{ID: op.ID, Method: op.Method, Path: op.Path, Level: string(op.Level),
+					Eligibility: string(op.Eligibility), Deprecated: op.Deprecated, Kind: op.Kind}
 				if o != nil {
-					hitsA = o.HitsA
+					n.HitsA = o.HitsA
 				}
-				o = &DiffOperation{ID: op.ID, Method: op.Method, Path: op.Path, Level: string(op.Level),
-					Eligibility: string(op.Eligibility), Deprecated: op.Deprecated, Kind: op.Kind, HitsA: hitsA, HitsB: hitsB}
+				o = n
 				ops[op.ID] = o
 			}
 			if after {
@@ -121,7 +119,6 @@ func NewDiff(nameA string, a *coverage.Report, nameB string, b *coverage.Report)
 	for _, list := range [][]DiffOperation{d.Gained, d.Lost, d.Both} {
 		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	}
-	d.Kept = len(d.Both)
 	return d
 }
 

@@ -94,7 +94,7 @@ func (b *bodyWalker) walk(operationID string, ev *Event) bodyFields {
 		return bodyFields{outcome: bodyUnread}
 	}
 	out := bodyFields{outcome: bodyWalked}
-	out.dropped += intake.DropInvalidFieldPaths(&r)
+	out.dropped = intake.DropInvalidFieldPaths(&r)
 	out.result = r
 	return out
 }
@@ -103,10 +103,7 @@ func (b *bodyWalker) walk(operationID string, ev *Event) bodyFields {
 func (f bodyFields) addTo(d *coverage.Delta, operationID string) {
 	switch f.outcome {
 	case bodyWalked:
-		d.AddFields(operationID, f.result, 1)
-		if f.dropped > 0 {
-			d.Fields[operationID].Overflow += f.dropped
-		}
+		d.AddFieldsDropped(operationID, f.result, f.dropped, 1)
 	case bodyMalformed, bodyTruncated:
 		d.AddMalformedBodies(operationID, 1)
 	}
