@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +17,17 @@ import (
 // exchange is what the proxy learns about one request while forwarding it.
 // Counters touched by the transport's or the upgrade copier's goroutines are
 // atomic; the rest is only used on the handler goroutine.
+//
+// The exchange is also the forwarded request's context: the client's
+// context, plus the exchange itself under exchangeKey. That is how the
+// transport learns what begin decided from the client's own path, which
+// Rewrite has since joined to the upstream's (see exchangeOf). Being the
+// context, rather than a value in a context.WithValue, costs no allocation
+// beyond the exchange. The transport's goroutines read the context and
+// watch, which are set before the request goes upstream and never after.
 type exchange struct {
+	context.Context
+
 	proxy       *Proxy
 	base        record.Event // the fields known when the request arrives
 	longRunning bool
@@ -39,8 +50,9 @@ type exchange struct {
 func (p *Proxy) begin(r *http.Request) *exchange {
 	info, _ := match.NewRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
 	ex := &exchange{
-		proxy: p,
-		watch: isWatch(info),
+		Context: r.Context(),
+		proxy:   p,
+		watch:   isWatch(info),
 		base: record.Event{
 			ID:        p.nextID.Add(1),
 			Time:      time.Now(),
@@ -57,6 +69,25 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 		ex.body = &bodyCapture{limit: p.maxBody}
 		ex.base.ContentType = r.Header.Get("Content-Type")
 	}
+	return ex
+}
+
+// exchangeKey is the context key under which a forwarded request's context
+// holds its exchange.
+type exchangeKey struct{}
+
+// Value makes the exchange a context carrying itself.
+func (ex *exchange) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return ex
+	}
+	return ex.Context.Value(key)
+}
+
+// exchangeOf returns the exchange a request to the upstream belongs to, or
+// nil when it did not come through the proxy's handler.
+func exchangeOf(req *http.Request) *exchange {
+	ex, _ := req.Context().Value(exchangeKey{}).(*exchange)
 	return ex
 }
 

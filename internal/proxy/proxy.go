@@ -158,10 +158,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ex.longRunning {
 		// Watches and upgraded streams never end by themselves; they end
 		// when the server drains (see Serve) so shutdown need not wait.
-		ctx, release := withDrain(r.Context())
+		ctx, release := withDrain(ex.Context)
 		defer release()
-		r = r.WithContext(ctx)
+		ex.Context = ctx
 	}
+	// ReverseProxy's outgoing request inherits this context, so the
+	// transport finds the exchange there (see upgradeAwareTransport).
+	r = r.WithContext(ex)
 	if p.observer == nil {
 		p.reverse.ServeHTTP(w, r)
 		return

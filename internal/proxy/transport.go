@@ -28,12 +28,24 @@ type upgradeAwareTransport struct {
 }
 
 func (t *upgradeAwareTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !isUpgrade(req.Header) {
-		if info, _ := match.NewRequestInfo(req.Method, req.URL.Path, req.URL.RawQuery); isWatch(info) {
-			return t.normal.RoundTrip(req)
-		}
+	if !isUpgrade(req.Header) && forwardsWatch(req) {
+		return t.normal.RoundTrip(req)
 	}
 	return t.upgrade.RoundTrip(req)
+}
+
+// forwardsWatch reports whether a request to the upstream is a watch. The
+// handler decided that from the client's path (begin): req's path has been
+// joined to the upstream's since, and with a path prefix there (an API
+// server behind a path, the service proxy) the API server's rules no longer
+// see a watch in it. Only a request that did not come through the handler
+// is parsed here, as it is.
+func forwardsWatch(req *http.Request) bool {
+	if ex := exchangeOf(req); ex != nil {
+		return ex.watch
+	}
+	info, _ := match.NewRequestInfo(req.Method, req.URL.Path, req.URL.RawQuery)
+	return isWatch(info)
 }
 
 // isUpgrade reports whether a request asks to switch protocols.
