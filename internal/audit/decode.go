@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math/bits"
@@ -88,12 +87,14 @@ const (
 // special returns the index of the first '"', '\\' or control byte of b
 // at or after i, or len(b): eight bytes at a time, the lowest flagged byte
 // of a word being exact (borrows only flag bytes above a real match).
+// x = w^0x02 turns '"' into 0x20 and keeps control bytes below it (space
+// and '!' go above), so that one test, x < 0x21, finds both: a tenth less
+// time per line than testing each.
 func special(b []byte, i int) int {
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
-		q := w ^ (lsb * '"')
-		e := w ^ (lsb * '\\')
-		if m := ((q - lsb) &^ q) | ((e - lsb) &^ e) | ((w - lsb*0x20) &^ w); m&msb != 0 {
+		x, e := w^(lsb*0x02), w^(lsb*'\\')
+		if m := (x-lsb*0x21)&^x | (e-lsb)&^e; m&msb != 0 {
 			return i + bits.TrailingZeros64(m&msb)/8
 		}
 	}
@@ -108,9 +109,8 @@ func special(b []byte, i int) int {
 func specialOrHigh(b []byte, i int) int {
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
-		q := w ^ (lsb * '"')
-		e := w ^ (lsb * '\\')
-		if m := ((q - lsb) &^ q) | ((e - lsb) &^ e) | ((w - lsb*0x20) &^ w) | w; m&msb != 0 {
+		x, e := w^(lsb*0x02), w^(lsb*'\\')
+		if m := (x-lsb*0x21)&^x | (e-lsb)&^e | w; m&msb != 0 {
 			return i + bits.TrailingZeros64(m&msb)/8
 		}
 	}
@@ -177,7 +177,7 @@ func digits(b []byte, i int) int {
 }
 
 // skip validates and passes over one value.
-func (s *scanner) skip(depth int) bool { return s.walk(depth, nil, nil) }
+func (s *scanner) skip(depth int) bool { return s.walk(depth, nil, nil, nil) }
 
 // walk validates and passes over one value. It is one loop over the
 // bytes, with no call per member or element, since skipped members are
@@ -185,11 +185,16 @@ func (s *scanner) skip(depth int) bool { return s.walk(depth, nil, nil) }
 // (0).
 //
 // With ns set, the value must be an object, and its members named in ns
-// are not skipped but handed to value (with their index in ns), which
-// reads them from s.i on; a wanted member twice, or a member name
+// are not skipped: the first len(strs) of them are strings (or null,
+// which leaves them as they are, as encoding/json does), read into
+// strs[f] by the walk itself (no call per string); the others are handed
+// to value (with their index in ns; value may be nil when there are none),
+// which reads them from s.i on. A wanted member twice, or a member name
 // encoding/json might decode or fold differently (escapes, non-ASCII),
-// fails the walk.
-func (s *scanner) walk(depth int, ns *names, value func(f int) bool) bool {
+// fails the walk. Member names are first compared with the ones the API
+// server writes next (ns.known), which spares scanning and looking up
+// most of them.
+func (s *scanner) walk(depth int, ns *names, strs []*string, value func(f int) bool) bool {
 	b := s.b
 	i := s.i
 	var (
@@ -197,8 +202,19 @@ func (s *scanner) walk(depth int, ns *names, value func(f int) bool) bool {
 		level    int
 		inKey    bool
 		keyStart int
-		escaped  bool // the key holds an escape
+		escaped  bool // the key or wanted string holds an escape
 		seen     uint32
+		f        int // the member of ns at hand
+		// next is where ns.known is expected to go on: members come in
+		// the API server's order.
+		next int
+		// dst is the wanted string being read, from strStart on; while it
+		// is, hi makes the scan stop at bytes beyond ASCII too, and
+		// plain says none was met.
+		dst      *string
+		strStart int
+		hi       uint64
+		plain    bool
 	)
 	if ns != nil && (i >= len(b) || b[i] != '{') {
 		return false
@@ -254,6 +270,21 @@ value:
 	goto next
 
 key:
+	if level == 1 && ns != nil {
+		// The member the API server writes next, or one after it (it
+		// leaves empty ones out), compared whole, `"name":` a word at a
+		// time: no scan, no lookup.
+		for k := next; k < len(ns.known); k++ {
+			if p := &ns.known[k]; p.match(b, i) {
+				next = k + 1
+				i = skipWS(b, i+p.n)
+				if f = p.f; f < 0 {
+					goto value
+				}
+				goto member
+			}
+		}
+	}
 	if i >= len(b) || b[i] != '"' {
 		return false
 	}
@@ -262,17 +293,47 @@ key:
 
 str:
 	for {
-		if i = special(b, i); i >= len(b) {
+		// special (or specialOrHigh), by hand: strings are most of the
+		// bytes and most of the tokens of a line, and a call costs about
+		// as much as a short string's word.
+		for {
+			if len(b)-i < 8 {
+				if hi != 0 {
+					i = specialOrHigh(b, i)
+				} else {
+					i = special(b, i)
+				}
+				break
+			}
+			w := binary.LittleEndian.Uint64(b[i:])
+			x, e := w^(lsb*0x02), w^(lsb*'\\')
+			if m := ((x-lsb*0x21)&^x | (e-lsb)&^e | w&hi) & msb; m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
 			return false
 		}
-		switch b[i] {
-		case '"':
+		switch c := b[i]; {
+		case c == '"':
 			i++
+			if dst != nil {
+				if !plain && !s.unquote(b[strStart-1:i], escaped, dst) {
+					return false
+				}
+				if plain {
+					*dst = view(b[strStart : i-1])
+				}
+				dst, hi = nil, 0
+				goto next
+			}
 			if !inKey {
 				goto next
 			}
 			inKey = false
-			f := -1
+			f = -1
 			if level == 1 && ns != nil {
 				// A key with escapes or bytes beyond ASCII may be a wanted
 				// one to encoding/json (Unicode case folding): let it say.
@@ -288,23 +349,14 @@ str:
 			i++
 			i = skipWS(b, i)
 			if f >= 0 {
-				if seen&(1<<f) != 0 {
-					return false
-				}
-				seen |= 1 << f
-				s.i = i
-				if !value(f) {
-					return false
-				}
-				i = s.i
-				goto next
+				goto member
 			}
 			goto value
-		case '\\':
+		case c == '\\':
 			if i+1 >= len(b) {
 				return false
 			}
-			escaped = true
+			escaped, plain = true, false
 			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
@@ -316,10 +368,37 @@ str:
 			default:
 				return false
 			}
+		case c >= 0x80: // in a wanted string: no longer plain, and no need to stop again
+			plain, hi = false, 0
+			i++
 		default: // a control byte
 			return false
 		}
 	}
+
+member:
+	// A wanted member of ns, its value at i.
+	if seen&(1<<f) != 0 {
+		return false
+	}
+	seen |= 1 << f
+	if f < len(strs) {
+		if i < len(b) && b[i] == '"' {
+			i++
+			dst, strStart, hi, plain, escaped = strs[f], i, msb, true, false
+			goto str
+		}
+		if len(b)-i < 4 || string(b[i:i+4]) != "null" {
+			return false
+		}
+		i += 4
+		goto next
+	}
+	s.i = i
+	if !value(f) {
+		return false
+	}
+	i = s.i
 
 next:
 	// After a value: the end of the walked value, or of its container, or
@@ -357,6 +436,19 @@ next:
 	goto next
 }
 
+// unquote sets dst to the string q (quotes included, validated by the
+// walk) holds, which has escapes or bytes beyond ASCII: its bytes when it
+// has no escape and is valid UTF-8, else encoding/json's unquoting,
+// exactly.
+func (s *scanner) unquote(q []byte, escaped bool, dst *string) bool {
+	raw := q[1 : len(q)-1]
+	if !escaped && utf8.Valid(raw) {
+		*dst = view(raw)
+		return true
+	}
+	return json.Unmarshal(q, dst) == nil
+}
+
 // ascii says whether b is all ASCII.
 func ascii(b []byte) bool {
 	var acc uint64
@@ -376,34 +468,6 @@ func view(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// stringValue reads a wanted string field: a string, or null (which leaves
-// the field as it is, as encoding/json does).
-func (s *scanner) stringValue(dst *string) bool {
-	switch s.peek() {
-	case '"':
-		start := s.i
-		// Most are ASCII with no escape: nothing to check but their bytes.
-		if j := specialOrHigh(s.b, start+1); j < len(s.b) && s.b[j] == '"' {
-			*dst = view(s.b[start+1 : j])
-			s.i = j + 1
-			return true
-		}
-		if !s.skip(0) {
-			return false
-		}
-		raw := s.b[start+1 : s.i-1]
-		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
-			*dst = view(raw)
-			return true
-		}
-		// Escapes or invalid UTF-8: encoding/json's unquoting, exactly.
-		return json.Unmarshal(s.b[start:s.i], dst) == nil
-	case 'n':
-		return s.literal("null")
-	}
-	return false
 }
 
 // intValue reads a wanted int field: an integer that strconv.ParseInt
@@ -454,10 +518,67 @@ func foldEq(key []byte, name string) bool {
 }
 
 // names are the wanted members of an object, indexed by length and first
-// letter (no two share both; names are shorter than 32 bytes).
+// letter (no two share both; names are shorter than 32 bytes), and the
+// members the API server writes, in its order.
 type names struct {
 	exact, lower []string
 	at           [32][26]int8 // -1: none
+	known        []keyPat
+}
+
+// keyPat is a member name as the API server writes it, `"name":`, and its
+// index among the wanted names (-1: not wanted). Bytes equal to it are a
+// key that needs no scan and no lookup: plain ASCII, no escape, ended by
+// its quote and followed by the colon.
+type keyPat struct {
+	n    int       // len(`"name":`)
+	span int       // the bytes match reads: max(n, 8)
+	nw   int       // words compared
+	off  [4]int    // where they start: 0, 8, ..., n-8 (overlapping the one before)
+	w    [4]uint64 // what they hold
+	mask uint64    // of the first word, for n < 8
+	f    int
+}
+
+func newKeyPat(name string, f int) keyPat {
+	pat := `"` + name + `":`
+	if len(pat) > 32 {
+		panic("audit: member name too long: " + name)
+	}
+	p := keyPat{n: len(pat), span: max(len(pat), 8), mask: ^uint64(0), f: f}
+	padded := make([]byte, p.span)
+	copy(padded, pat)
+	if p.n < 8 {
+		p.mask = 1<<(8*p.n) - 1
+	}
+	for off := 0; off < p.span; off += 8 {
+		o := min(off, p.span-8)
+		p.off[p.nw], p.w[p.nw] = o, binary.LittleEndian.Uint64(padded[o:])&p.mask
+		p.nw++
+	}
+	return p
+}
+
+// match says whether b holds p at i.
+func (p *keyPat) match(b []byte, i int) bool {
+	if len(b)-i < p.span || binary.LittleEndian.Uint64(b[i:])&p.mask != p.w[0] {
+		return false
+	}
+	for k := 1; k < p.nw; k++ {
+		if binary.LittleEndian.Uint64(b[i+p.off[k]:]) != p.w[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// inOrder sets the members the API server writes, wanted or not, in its
+// order; lookup says which wanted member each is to encoding/json.
+func (ns *names) inOrder(order ...string) *names {
+	for _, name := range order {
+		ns.known = append(ns.known, newKeyPat(name, ns.lookup([]byte(name))))
+	}
+	return ns
 }
 
 func newNames(exact ...string) *names {
@@ -512,10 +633,15 @@ const (
 )
 
 var (
-	eventNames     = newNames("kind", "auditID", "stage", "verb", "requestURI", "userAgent", "user", "objectRef", "responseStatus", "requestObject")
-	userNames      = newNames("username")
-	objectRefNames = newNames("resource", "namespace", "name", "apiGroup", "apiVersion", "subresource")
-	statusNames    = newNames("code")
+	// The members in the order of the API server's types (audit.k8s.io/v1
+	// Event, UserInfo, ObjectReference; metav1.Status).
+	eventNames = newNames("kind", "auditID", "stage", "verb", "requestURI", "userAgent", "user", "objectRef", "responseStatus", "requestObject").
+			inOrder("kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "user", "impersonatedUser", "sourceIPs",
+			"userAgent", "objectRef", "responseStatus", "requestObject", "responseObject", "requestReceivedTimestamp", "stageTimestamp", "annotations")
+	userNames      = newNames("username").inOrder("username", "uid", "groups", "extra")
+	objectRefNames = newNames("resource", "namespace", "name", "apiGroup", "apiVersion", "subresource").
+			inOrder("resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource")
+	statusNames = newNames("code").inOrder("kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code")
 )
 
 // fast is the fast path for one line; false means encoding/json must
@@ -546,16 +672,13 @@ func (d *decoder) prefix(data []byte, ev *Event) (int, bool) {
 	s.i = skipWS(s.b, s.i)
 	strs := [...]*string{fieldKind: &ev.Kind, fieldAuditID: &ev.AuditID, fieldStage: &ev.Stage, fieldVerb: &ev.Verb,
 		fieldRequestURI: &ev.RequestURI, fieldUserAgent: &ev.UserAgent}
-	ok := s.walk(0, eventNames, func(f int) bool {
-		if f < len(strs) {
-			return s.stringValue(strs[f])
-		}
+	ok := s.walk(0, eventNames, strs[:], func(f int) bool {
 		switch f {
 		case fieldUser:
 			if s.peek() == 'n' {
 				return s.literal("null")
 			}
-			return s.walk(1, userNames, func(int) bool { return s.stringValue(&ev.User.Username) })
+			return s.walk(1, userNames, []*string{&ev.User.Username}, nil)
 		case fieldObjectRef:
 			if s.peek() == 'n' {
 				ev.ObjectRef = nil
@@ -564,7 +687,7 @@ func (d *decoder) prefix(data []byte, ev *Event) (int, bool) {
 			d.ref = ObjectRef{}
 			ev.ObjectRef = &d.ref
 			refs := [...]*string{&d.ref.Resource, &d.ref.Namespace, &d.ref.Name, &d.ref.APIGroup, &d.ref.APIVersion, &d.ref.Subresource}
-			return s.walk(1, objectRefNames, func(f int) bool { return s.stringValue(refs[f]) })
+			return s.walk(1, objectRefNames, refs[:], nil)
 		case fieldResponseStatus:
 			if s.peek() == 'n' {
 				ev.ResponseStatus = nil
@@ -572,7 +695,7 @@ func (d *decoder) prefix(data []byte, ev *Event) (int, bool) {
 			}
 			d.status = ResponseStatus{}
 			ev.ResponseStatus = &d.status
-			return s.walk(1, statusNames, func(int) bool { return s.intValue(&d.status.Code) })
+			return s.walk(1, statusNames, nil, func(int) bool { return s.intValue(&d.status.Code) })
 		case fieldRequestObject:
 			// Kept as it is written, as json.RawMessage keeps it (null
 			// included), once the walk has validated it.

@@ -145,6 +145,31 @@ var edgeLines = []string{
 	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":{"a":"\q"}}`,
 	"{\"auditID\":\"a\",\"stage\":\"ResponseComplete\",\"verb\":\"patch\",\"requestURI\":\"/x\",\"requestObject\":{\"a\":\"\xff\"}}",
 	`{"auditID":"a","stage":"ResponseComplete","verb":"patch","requestURI":"/x","requestObject":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`,
+	// Members the API server writes, which the fast path expects in its
+	// order, word by word: out of order, absent, of other types, with
+	// whitespace, cut short, names that only start like them.
+	`{"stage":"ResponseComplete","kind":"Event","auditID":"a","verb":"get","requestURI":"/x","apiVersion":"audit.k8s.io/v1"}`,
+	`{"kind":"Event","apiVersion":1,"level":null,"auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","sourceIPs":"1","annotations":null,"stageTimestamp":[]}`,
+	`{"kind" :"Event","apiVersion": "v1","level" : "Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get"}`,
+	`{"kindx":"Event","auditID":"a","stageX":"x","stage":"ResponseComplete","requestURIs":"/y","requestURI":"/x","verb":"get","userAgentX":"u","levels":1}`,
+	`{"kind":"Event","apiVersion"`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","user":{"username":"u","uid":1,"groups":null,"extra":{"a":["b"]},"username":"v"}}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","user":{"uid":"x","username":"u","Username":"w"}}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","objectRef":{"resource":"pods","namespace":"n","name":"p","uid":"u","apiGroup":"","apiVersion":"v1","resourceVersion":"5","subresource":"log"}}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","objectRef":{"name":"p","resource":"pods","RESOURCE":"x"}}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","responseStatus":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"m","reason":"NotFound","details":{"name":"p"},"code":404}}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","responseStatus":{"metadata":{},"code":200,"code":201}}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","requestURI":"/x","verb":"get","responseStatus":{"code":200},"responseObject":{"kind":"Pod"},"requestObject":{"a":1}}`,
+	// Wanted strings read by the walk: bytes beyond ASCII then escapes,
+	// at the end of the data, invalid UTF-8, controls.
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/é\n\u00e9x"}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/é"}`,
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/ab\"c"}`,
+	"{\"kind\":\"Event\",\"auditID\":\"a\",\"stage\":\"ResponseComplete\",\"verb\":\"get\",\"requestURI\":\"/\xc3\"}",
+	"{\"kind\":\"Event\",\"auditID\":\"a\",\"stage\":\"ResponseComplete\",\"verb\":\"get\",\"requestURI\":\"/aaaaaaaaaaaa\xe9\x1f\"}",
+	"{\"kind\":\"Event\",\"auditID\":\"a\",\"stage\":\"ResponseComplete\",\"verb\":\"get\",\"requestURI\":\"/aaaaaaaaaaaa\x7f\x01\"}",
+	"{\"kind\":\"Event\",\"auditID\":\"a\",\"stage\":\"ResponseComplete\",\"verb\":\"get\",\"requestURI\":\"/x\",\"user\":{\"username\":\"\xff\"}}",
+	`{"kind":"Event","auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/x","annotations":{"k":"say \"hi\" !#$%&'()*+,-./ \\ \u0041"}}`,
 	// Nesting around the depth where the fast path hands over.
 	`{"auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/x","a":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`,
 	`{"auditID":"a","stage":"ResponseComplete","verb":"get","requestURI":"/x","a":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}`,
@@ -237,6 +262,42 @@ func FuzzDecoder(f *testing.F) {
 		var d decoder
 		agree(t, &d, line)
 	})
+}
+
+// TestSpecial holds the word-at-a-time scans to a byte-by-byte one: every
+// byte value at every place of a word, after any other.
+func TestSpecial(t *testing.T) {
+	isSpecial := func(c byte, high bool) bool { return c == '"' || c == '\\' || c < 0x20 || high && c >= 0x80 }
+	scan := func(b []byte, i int, high bool) int {
+		for i < len(b) && !isSpecial(b[i], high) {
+			i++
+		}
+		return i
+	}
+	b := make([]byte, 20)
+	for n := 1; n <= len(b); n++ {
+		for p := range n {
+			for c := range 256 {
+				for _, d := range []byte{0, 1, '!', '"', '#', '\\', ' ', 0x21 ^ 2, 0x5d, 0x80, 0xff} {
+					for k := range b {
+						b[k] = 'a' + byte(k)
+					}
+					b[p] = byte(c)
+					if p+1 < n {
+						b[p+1] = d
+					}
+					for _, start := range []int{0, p} {
+						if got, want := special(b[:n], start), scan(b[:n], start, false); got != want {
+							t.Fatalf("special(%q, %d) = %d, want %d", b[:n], start, got, want)
+						}
+						if got, want := specialOrHigh(b[:n], start), scan(b[:n], start, true); got != want {
+							t.Fatalf("specialOrHigh(%q, %d) = %d, want %d", b[:n], start, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 func TestCloneSharesNothing(t *testing.T) {

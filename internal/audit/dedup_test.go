@@ -353,4 +353,25 @@ func TestTablesAgreeWithMaps(t *testing.T) {
 			t.Fatalf("key %d lost", i)
 		}
 	}
+	// Cleared, as the window's older generation is: it forgets, keeps its
+	// room and takes keys again.
+	slots := len(many.slots)
+	many.clear()
+	for i := range 300_000 {
+		k := keyOf(fmt.Sprint(i))
+		if many.has(&k) {
+			t.Fatalf("key %d kept", i)
+		}
+		if i%2 == 0 {
+			many.add(&k, 1<<20)
+		}
+	}
+	for i := range 300_000 {
+		if k := keyOf(fmt.Sprint(i)); many.has(&k) != (i%2 == 0) {
+			t.Fatalf("key %d: has %v after clearing", i, !(i%2 == 0))
+		}
+	}
+	if len(many.slots) != slots || many.n != 150_000 {
+		t.Errorf("%d slots, %d keys; want %d, 150000", len(many.slots), many.n, slots)
+	}
 }
