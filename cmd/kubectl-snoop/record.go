@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,14 +16,18 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	certutil "k8s.io/client-go/util/cert"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
+	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/proxy"
@@ -44,7 +49,7 @@ func newRecordCommand() *cobra.Command {
 	)
 	var kubeconfig *kubeconfigFlags
 	cmd := &cobra.Command{
-		Use:   "record [--release 1.37] [--bodies] [-o table|json|markdown|html] [--out FILE] -- COMMAND [ARG...]",
+		Use:   "record [--release 1.37|cluster] [--bodies] [-o table|json|markdown|html] [--out FILE] -- COMMAND [ARG...]",
 		Short: "Run a command through a local recording proxy and print the API coverage of what it did",
 		Long: `Starts a recording proxy on loopback with a throwaway CA, points COMMAND at it
 with a kubeconfig of its own (KUBECONFIG), forwards every request to the real
@@ -55,7 +60,13 @@ exec plugins), and prints the coverage of what COMMAND did on standard error
 With --bodies, the proxy also reads the JSON request bodies (Secret data
 redacted, at most --max-body-bytes each) against the release's schemas, and
 the coverage tells which fields they set, which they used that the schema
-does not know, and which had values of the wrong type.`,
+does not know, and which had values of the wrong type.
+
+--release cluster measures against the cluster's own API, read from its
+OpenAPI v3 documents when the command starts: custom resources and
+aggregated APIs count, and with --bodies their fields are read against the
+schemas the cluster publishes (a CRD's structural schema). A custom
+resource COMMAND itself defines is not in it.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -73,7 +84,7 @@ does not know, and which had values of the wrong type.`,
 			if release == "" {
 				release = serverRelease(restConfig)
 			}
-			cat, err := catalog.Load(release)
+			cat, err := loadReleaseCatalog(cmd.Context(), release, restConfig)
 			if err != nil {
 				return err
 			}
@@ -105,7 +116,7 @@ does not know, and which had values of the wrong type.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&release, "release", "", "Kubernetes release to measure against (1.31 to 1.37); default: the server's own, if supported")
+	cmd.Flags().StringVar(&release, "release", "", "Kubernetes release to measure against (1.31 to 1.37, or cluster: the cluster's own API, custom resources included); default: the server's own, if supported")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, markdown or html (one self-contained page)")
 	cmd.Flags().StringVar(&outFile, "out", "", "write the coverage to this file instead of standard error")
 	cmd.Flags().BoolVar(&untested, "untested", false, "also list the eligible operations no request hit")
@@ -114,6 +125,24 @@ does not know, and which had values of the wrong type.`,
 	cmd.Flags().IntVar(&maxBodyBytes, "max-body-bytes", 1<<20, "with --bodies, read at most this many bytes of a body; longer ones count as malformed")
 	kubeconfig = addKubeconfigFlags(cmd.Flags(), "kubeconfig whose credentials reach the real API server")
 	return cmd
+}
+
+// loadReleaseCatalog returns the catalog of an embedded release, or for
+// "cluster" the one of the cluster cfg reaches, from its OpenAPI v3
+// documents as they are now (with its custom resources' body schemas).
+func loadReleaseCatalog(ctx context.Context, release string, cfg *rest.Config) (*catalog.Catalog, error) {
+	if release != snoopv1alpha1.ClusterRelease {
+		return catalog.Load(release)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create discovery client: %w", err)
+	}
+	// The resolver logs the OpenAPI documents it leaves out (an aggregated
+	// API that is down) through controller-runtime's logger, which this
+	// command never sets: give it one writing to standard error.
+	ctx = logf.IntoContext(ctx, logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
+	return (&releases.Resolver{Discovery: disco}).Resolve(ctx, release)
 }
 
 // serverRelease is the minor release the server reports, when it is one the
