@@ -182,7 +182,9 @@ type AuditFilter struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.maxBodyBytes) || self.requestBodies",message="spec.recording.maxBodyBytes needs spec.recording.requestBodies: true"
 type Recording struct {
 	// requestBodies keeps request bodies (capped at maxBodyBytes) to measure
-	// which fields are used. Secret data is always replaced by a marker.
+	// which fields are used, and keeps the pods' writes to objects with
+	// their bodies for kubectl snoop history --session. Secret data is
+	// always replaced by a marker, and a Secret's body is never kept.
 	// +optional
 	RequestBodies bool `json:"requestBodies,omitempty"`
 

@@ -8,26 +8,32 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/provenance"
 )
 
 // historyFlags are shared by history and its diff and bisect views.
 type historyFlags struct {
-	logs      []string
-	namespace string
-	output    string
+	logs       []string
+	session    string
+	kubeconfig *kubeconfigFlags
+	namespace  string
+	output     string
 }
 
 func (f *historyFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringArrayVar(&f.logs, "audit-log", nil, "audit log file at Request or RequestResponse level (repeatable, oldest first; .gz, or - for standard input)")
+	cmd.PersistentFlags().StringVar(&f.session, "session", "", "[NAMESPACE/]NAME of a SnoopSession that records bodies: read the writes its pods made, from its results (instead of --audit-log)")
+	f.kubeconfig = addKubeconfigFlags(cmd.PersistentFlags(), "with --session, kubeconfig to reach the cluster with")
 	cmd.PersistentFlags().StringVarP(&f.namespace, "namespace", "n", "", "the object's namespace (default: any; needed when the name is used in several)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: "+strings.Join(provenance.Formats, ", "))
 }
 
-// read reads the history of RESOURCE/NAME from the audit logs.
+// read reads the history of RESOURCE/NAME from the audit logs or the
+// session.
 func (f *historyFlags) read(cmd *cobra.Command, arg string) (*provenance.History, error) {
-	if len(f.logs) == 0 {
-		return nil, fmt.Errorf("--audit-log is required")
+	if (len(f.logs) == 0) == (f.session == "") {
+		return nil, fmt.Errorf("give either --audit-log or --session")
 	}
 	if !slices.Contains(provenance.Formats, f.output) && f.output != "md" {
 		return nil, fmt.Errorf("unknown output format %q: use one of %s", f.output, strings.Join(provenance.Formats, ", "))
@@ -36,7 +42,13 @@ func (f *historyFlags) read(cmd *cobra.Command, arg string) (*provenance.History
 	if err != nil {
 		return nil, err
 	}
-	h, err := provenance.Read(cmd.Context(), logSources(f.logs), target, provenance.Options{OnMalformed: malformedWarner()})
+	sources := logSources(f.logs)
+	if f.session != "" {
+		if sources, err = f.sessionWrites(cmd); err != nil {
+			return nil, err
+		}
+	}
+	h, err := provenance.Read(cmd.Context(), sources, target, provenance.Options{OnMalformed: malformedWarner()})
 	if err != nil {
 		return nil, err
 	}
@@ -46,13 +58,40 @@ func (f *historyFlags) read(cmd *cobra.Command, arg string) (*provenance.History
 	return h, nil
 }
 
+// sessionWrites reads the writes a session kept, from its persisted
+// results, as an audit log.
+func (f *historyFlags) sessionWrites(cmd *cobra.Command) ([]audit.Source, error) {
+	namespace, name, ok := strings.Cut(f.session, "/")
+	if !ok {
+		namespace, name = "", f.session
+	}
+	sr, err := loadSessionResults(cmd.Context(), f.kubeconfig, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	session, delta := sr.session, &sr.state.Delta
+	if len(delta.Writes) == 0 {
+		return nil, fmt.Errorf("SnoopSession %s/%s kept no writes: a session keeps them when it records bodies (spec.recording.requestBodies: true)", session.Namespace, session.Name)
+	}
+	if delta.WritesDropped > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: SnoopSession %s/%s keeps its newest %d writes; %d older ones are not in this history\n",
+			session.Namespace, session.Name, len(delta.Writes), delta.WritesDropped)
+	}
+	src, err := provenance.WritesSource("SnoopSession "+session.Namespace+"/"+session.Name, delta.Writes)
+	if err != nil {
+		return nil, err
+	}
+	return []audit.Source{src}, nil
+}
+
 const historyHelp = `Every write to one object, built-in or custom, from API server audit logs
-that carry bodies (Request or RequestResponse level): the time, user, user
-agent and write (create, update, patch, apply, delete; writes to status and
+that carry bodies (Request or RequestResponse level), or from the writes a
+SnoopSession's pods made while it recorded bodies (--session): the time,
+user, user agent and write (create, update, patch, apply, delete; writes to status and
 scale are named apart), and with --spec the object after each write.
 
 The object comes from the API server's response where the log has it
-(RequestResponse). Otherwise it is the request body of a create or update,
+(RequestResponse; a session has the requests only). Otherwise it is the request body of a create or update,
 or the request applied to the previous version: the audit log does not say
 a patch's type, so a JSON array is a JSON Patch, a server-side apply (a
 whole object with a fieldManager) is merged as a merge patch, and other
@@ -72,7 +111,7 @@ func newHistoryCommand() *cobra.Command {
 		objects bool
 	)
 	cmd := &cobra.Command{
-		Use:   "history RESOURCE/NAME --audit-log FILE... [-n NAMESPACE] [--spec] [-o text|json|markdown]",
+		Use:   "history RESOURCE/NAME (--audit-log FILE... | --session [NS/]NAME) [-n NAMESPACE] [--spec] [-o text|json|markdown]",
 		Short: "Show how an object evolved: every write, by whom, and the object after each",
 		Long:  historyHelp,
 		Args:  cobra.ExactArgs(1),

@@ -68,7 +68,7 @@ func TestHistoryErrors(t *testing.T) {
 		{[]string{"history", "web", "--audit-log", historyLog}, "is not RESOURCE/NAME"},
 		{[]string{"history", "deployments/web", "--audit-log", historyLog}, "matches more than one object"},
 		{[]string{"history", "deployments/nothere", "--audit-log", historyLog}, "no successful write"},
-		{[]string{"history", "deployments/web", "-n", "prov-response"}, "--audit-log is required"},
+		{[]string{"history", "deployments/web", "-n", "prov-response"}, "give either --audit-log or --session"},
 		{[]string{"history", "diff", "deployments/web", "1", "9", "-n", "prov-response", "--audit-log", historyLog}, "version 9: the object is not known"},
 		{[]string{"history", "bisect", "deployments/web", "-n", "prov-response", "--audit-log", historyLog, "--where", "spec.replicas"}, "is not FIELD=VALUE"},
 	} {

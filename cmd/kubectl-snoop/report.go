@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
@@ -36,36 +38,12 @@ the eligible operations no request hit.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			clientConfig := kubeconfig.clientConfig()
-			restConfig, err := clientConfig.ClientConfig()
-			if err != nil {
-				return fmt.Errorf("load kubeconfig: %w", err)
-			}
-			namespace, _, err := clientConfig.Namespace()
-			if err != nil {
-				return fmt.Errorf("load kubeconfig: %w", err)
-			}
-			c, err := client.New(restConfig, client.Options{Scheme: scheme.New()})
-			if err != nil {
-				return fmt.Errorf("create client: %w", err)
-			}
 			ctx := cmd.Context()
-			session := &snoopv1alpha1.SnoopSession{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: args[0]}, session); err != nil {
-				if apierrors.IsNotFound(err) {
-					return fmt.Errorf("SnoopSession %s not found in namespace %s", args[0], namespace)
-				}
-				return fmt.Errorf("read SnoopSession %s/%s: %w", namespace, args[0], err)
-			}
-			st, names, err := results.Load(ctx, c, session)
+			sr, err := loadSessionResults(ctx, kubeconfig, "", args[0])
 			if err != nil {
 				return err
 			}
-			if len(names) == 0 {
-				return fmt.Errorf("SnoopSession %s/%s has no results yet: no ConfigMap %s; the operator writes it once a target pod's sidecar has shipped requests",
-					namespace, session.Name, results.Names(session.Name, 1)[0])
-			}
-
+			session, st, names, namespace, restConfig := sr.session, sr.state, sr.configMaps, sr.session.Namespace, sr.restConfig
 			resolver := &releases.Resolver{}
 			if session.Spec.KubernetesRelease == snoopv1alpha1.ClusterRelease {
 				if resolver.Discovery, err = discovery.NewDiscoveryClientForConfig(restConfig); err != nil {
@@ -95,4 +73,49 @@ the eligible operations no request hit.`,
 	kubeconfig = addKubeconfigFlags(cmd.Flags(), "kubeconfig to reach the cluster with")
 	cmd.Flags().StringVarP(&kubeconfig.overrides.Context.Namespace, "namespace", "n", "", "namespace of the SnoopSession; default: the kubeconfig context's")
 	return cmd
+}
+
+// sessionResults are a SnoopSession and the results the operator persisted
+// for it.
+type sessionResults struct {
+	session    *snoopv1alpha1.SnoopSession
+	state      *results.State
+	configMaps []string // the names of its results ConfigMaps
+	restConfig *rest.Config
+}
+
+// loadSessionResults reads the SnoopSession name in namespace (empty: the
+// kubeconfig context's) and its persisted results; no results yet is an
+// error that says when there will be.
+func loadSessionResults(ctx context.Context, kubeconfig *kubeconfigFlags, namespace, name string) (*sessionResults, error) {
+	clientConfig := kubeconfig.clientConfig()
+	restConfig, err := clientConfig.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	if namespace == "" {
+		if namespace, _, err = clientConfig.Namespace(); err != nil {
+			return nil, fmt.Errorf("load kubeconfig: %w", err)
+		}
+	}
+	c, err := client.New(restConfig, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("create client: %w", err)
+	}
+	session := &snoopv1alpha1.SnoopSession{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, session); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("SnoopSession %s not found in namespace %s", name, namespace)
+		}
+		return nil, fmt.Errorf("read SnoopSession %s/%s: %w", namespace, name, err)
+	}
+	st, names, err := results.Load(ctx, c, session)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("SnoopSession %s/%s has no results yet: no ConfigMap %s; the operator writes it once a target pod's sidecar has shipped requests",
+			namespace, session.Name, results.Names(session.Name, 1)[0])
+	}
+	return &sessionResults{session: session, state: st, configMaps: names, restConfig: restConfig}, nil
 }

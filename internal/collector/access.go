@@ -48,8 +48,8 @@ type Access struct {
 // Action is what a request asks to do, as the API server's authorizer sees
 // it; Describe is how a refusal names it, like "get snoopsession ns/name".
 type Action struct {
-	Group, Resource, Verb, Namespace, Name string
-	Describe                               string
+	Group, Resource, Subresource, Verb, Namespace, Name string
+	Describe                                            string
 }
 
 // accessKey is a token, by its hash, asking for an action.
@@ -129,7 +129,7 @@ func (a *Access) review(ctx context.Context, token string, action Action) (int, 
 	sar, err := a.Reviews.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User: user.Username, Groups: user.Groups, UID: user.UID, Extra: extra,
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Group: action.Group, Resource: action.Resource, Verb: action.Verb,
+			Group: action.Group, Resource: action.Resource, Subresource: action.Subresource, Verb: action.Verb,
 			Namespace: action.Namespace, Name: action.Name,
 		},
 	}}, metav1.CreateOptions{})

@@ -73,6 +73,7 @@ func (a *Aggregator) Accept(session types.NamespacedName, b intake.Batch, ignore
 		if ignore {
 			s.state.Ignored += b.Delta.Requests
 		} else {
+			b.Delta.PrefixWriteIDs(b.Source + "/")
 			s.state.Delta.Merge(b.Delta)
 		}
 		if s.state.Sources == nil {

@@ -21,6 +21,7 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/htmlreport"
+	"apisnoop.dev/kube-apisnoop/internal/provenance"
 	"apisnoop.dev/kube-apisnoop/internal/report"
 )
 
@@ -49,7 +50,14 @@ func ResultsPagePath(namespace, name string) string {
 const (
 	resultsPath = "results"
 	pagePath    = "page"
+	writesPath  = "writes"
 )
+
+// HistorySubresource is what reading a session's writes asks the API
+// server's authorizer for: get on snoopsessions/history. The writes carry
+// request bodies (the data of ConfigMaps, say), which a reader of the
+// coverage may not be meant to see; RBAC grants it apart.
+const HistorySubresource = "history"
 
 // Releases resolves a session's spec.kubernetesRelease to its catalog.
 type Releases interface {
@@ -61,13 +69,19 @@ type Releases interface {
 //
 //	GET /sessions/{namespace}/{name}/results[?format=json|markdown|table][&untested[=false]]
 //	GET /sessions/{namespace}/{name}/page
+//	GET /sessions/{namespace}/{name}/writes
 //
 // json (the default) is the coverage.Report, untested operations included;
 // markdown is the session ConfigMap's report.md, not cut, and lists the
 // eligible operations nobody hit unless untested=false; table lists them
 // only with untested.
 //
-// It admits whoever may get the SnoopSession (Access). Without a token, or
+// writes is the session's writes to objects with their bodies (kept when
+// it records bodies, or from audit events that carry them), as an audit
+// log (provenance.WritesLog, JSON lines), which kubectl snoop history reads;
+// it admits whoever may get snoopsessions/history (HistorySubresource).
+//
+// The rest admit whoever may get the SnoopSession (Access). Without a token, or
 // with one the API server does not accept, the answer is 401; without the
 // right, 403 — also
 // for a session that does not exist, so that existence is told only to
@@ -108,11 +122,16 @@ func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}
 	log := ctrl.LoggerFrom(r.Context()).WithValues("snoopSession", klog.KRef(session.Namespace, session.Name))
-	status, msg := a.Access.Admit(r, Action{
+	action := Action{
 		Group: snoopv1alpha1.GroupVersion.Group, Resource: "snoopsessions", Verb: "get",
 		Namespace: session.Namespace, Name: session.Name,
 		Describe: "get snoopsession " + session.String(),
-	})
+	}
+	if what == writesPath {
+		action.Subresource = HistorySubresource
+		action.Describe = "get snoopsessions/" + HistorySubresource + " " + session.String()
+	}
+	status, msg := a.Access.Admit(r, action)
 	if status != http.StatusOK {
 		switch status {
 		case http.StatusUnauthorized:
@@ -125,6 +144,10 @@ func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			log.V(1).Info("Results refused", "status", status, "reason", msg)
 		}
 		http.Error(w, msg, status)
+		return
+	}
+	if what == writesPath {
+		a.serveWrites(w, r, session)
 		return
 	}
 	format, opts, err := resultsFormat(r)
@@ -163,15 +186,15 @@ func (a *ResultsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = report.Write(w, format, rep, opts)
 }
 
-// sessionOfPath reads {namespace}/{name} and what is asked for (results or
-// page) from a path.
+// sessionOfPath reads {namespace}/{name} and what is asked for (results,
+// page or writes) from a path.
 func sessionOfPath(path string) (types.NamespacedName, string, bool) {
 	rest, ok := strings.CutPrefix(path, ResultsPathPrefix)
 	if !ok {
 		return types.NamespacedName{}, "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || (parts[2] != resultsPath && parts[2] != pagePath) {
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || (parts[2] != resultsPath && parts[2] != pagePath && parts[2] != writesPath) {
 		return types.NamespacedName{}, "", false
 	}
 	return types.NamespacedName{Namespace: parts[0], Name: parts[1]}, parts[2], true
@@ -235,8 +258,51 @@ func resultsFormat(r *http.Request) (string, report.Options, error) {
 	return format, opts, nil
 }
 
+// serveWrites writes the session's writes as an audit log.
+func (a *ResultsAPI) serveWrites(w http.ResponseWriter, r *http.Request, key types.NamespacedName) {
+	if _, status, err := a.loaded(r.Context(), key); err != nil {
+		if status >= http.StatusInternalServerError {
+			w.Header().Set("Retry-After", "2")
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	st, _, _ := a.Aggregator.Snapshot(key)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/jsonl")
+	if st.Delta.WritesDropped > 0 {
+		// The log holds the newest writes only; history starts later.
+		w.Header().Set(WritesDroppedHeader, strconv.FormatInt(st.Delta.WritesDropped, 10))
+	}
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := provenance.WritesLog(w, st.Delta.Writes); err != nil {
+		ctrl.LoggerFrom(r.Context()).V(1).Info("Writes not served whole", "snoopSession", key, "reason", err.Error())
+	}
+}
+
+// WritesDroppedHeader says how many older writes the session did not keep
+// (coverage.MaxWrites, coverage.MaxWriteBytes).
+const WritesDroppedHeader = "X-Apisnoop-Writes-Dropped"
+
 // report is a session's coverage now, or an error and its status.
 func (a *ResultsAPI) report(ctx context.Context, key types.NamespacedName) (*coverage.Report, int, error) {
+	session, status, err := a.loaded(ctx, key)
+	if err != nil {
+		return nil, status, err
+	}
+	cat, err := a.Releases.Resolve(ctx, session.Spec.KubernetesRelease)
+	if err != nil {
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("resolve release %s of snoopsession %s: %w", session.Spec.KubernetesRelease, key, err)
+	}
+	st, _, _ := a.Aggregator.Snapshot(key)
+	return coverage.NewReport(cat, &st.Delta), http.StatusOK, nil
+}
+
+// loaded is the session whose results the aggregator holds, or an error and
+// its status.
+func (a *ResultsAPI) loaded(ctx context.Context, key types.NamespacedName) (*snoopv1alpha1.SnoopSession, int, error) {
 	session := &snoopv1alpha1.SnoopSession{}
 	if err := a.Client.Get(ctx, key, session); err != nil {
 		if client.IgnoreNotFound(err) == nil {
@@ -254,10 +320,5 @@ func (a *ResultsAPI) report(ctx context.Context, key types.NamespacedName) (*cov
 		}
 		return nil, http.StatusServiceUnavailable, errors.New(msg)
 	}
-	cat, err := a.Releases.Resolve(ctx, session.Spec.KubernetesRelease)
-	if err != nil {
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("resolve release %s of snoopsession %s: %w", session.Spec.KubernetesRelease, key, err)
-	}
-	st, _, _ := a.Aggregator.Snapshot(key)
-	return coverage.NewReport(cat, &st.Delta), http.StatusOK, nil
+	return session, http.StatusOK, nil
 }

@@ -49,6 +49,7 @@ func (d *Delta) UnmarshalJSON(data []byte) error {
 		}
 	}
 	d.countFieldEntries()
+	d.countWriteBytes()
 	return nil
 }
 

@@ -123,11 +123,19 @@ type Delta struct {
 	// Fields maps operationId to what its requests' bodies set (AddFields,
 	// AddMalformedBodies); empty unless bodies are recorded.
 	Fields map[string]*FieldCounts `json:"fields,omitempty"`
+	// Writes are the writes to objects, with their bodies, in the order
+	// they were applied (AddWrite); empty unless bodies are recorded. The
+	// newest are kept within MaxWrites and MaxWriteBytes, and the older
+	// ones counted in WritesDropped.
+	Writes        []Write `json:"writes,omitempty"`
+	WritesDropped int64   `json:"writesDropped,omitempty"`
 
 	// fieldEntries counts the paths held in Fields, for MaxFieldEntries.
 	// AddFields, Merge and UnmarshalJSON keep it, so build deltas with
 	// them rather than by filling Fields directly.
 	fieldEntries int
+	// writeBytes counts the body bytes of Writes, for MaxWriteBytes.
+	writeBytes int
 }
 
 // Add counts one hit.
@@ -246,6 +254,7 @@ func (d *Delta) Merge(o *Delta) {
 		}
 	}
 	d.mergeFields(o)
+	d.mergeWrites(o)
 	for test, ops := range o.Tests {
 		if d.Tests == nil {
 			d.Tests = make(map[string]map[string]int64, len(o.Tests))

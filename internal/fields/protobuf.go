@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 )
@@ -338,4 +339,32 @@ func (w *Walker) protoValue(t int32, n *node, v protoValue, item bool) error {
 		w.mark(n)
 	}
 	return nil
+}
+
+// ProtobufName reads metadata.name from an object in Kubernetes' protobuf
+// encoding (field 1 of every object's message is its ObjectMeta, whose
+// field 1 is the name): a create sent as protobuf names its object there
+// only. It reports false when the body is not such an object or names
+// none.
+func ProtobufName(body []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(body, protobufMagic)
+	if !ok {
+		return "", false
+	}
+	var name []byte
+	field := func(number int32, found func([]byte)) func(protoValue) error {
+		return func(v protoValue) error {
+			if v.number == number && v.wire == wireBytes {
+				found(v.data)
+			}
+			return nil
+		}
+	}
+	var raw, meta []byte
+	if eachField(rest, field(2, func(b []byte) { raw = b })) != nil ||
+		eachField(raw, field(1, func(b []byte) { meta = b })) != nil ||
+		eachField(meta, field(1, func(b []byte) { name = b })) != nil {
+		return "", false
+	}
+	return string(name), len(name) > 0 && utf8.Valid(name)
 }

@@ -1,8 +1,10 @@
 package intake
 
 import (
+	"encoding/json"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -145,7 +147,47 @@ func checkDelta(d *coverage.Delta) error {
 			return bad("operations of test %.32q", test)
 		}
 	}
+	if err := checkWrites(d, bad); err != nil {
+		return err
+	}
 	return checkFields(d, bad)
+}
+
+// checkWrites says whether a delta's writes could have been recorded: each
+// is one of the delta's requests (so writes and writes dropped are at most
+// its requests), the bounds of coverage.AddWrite hold, the verb is a write
+// verb, the ID and resource are there, a status is an HTTP status, bodies
+// are JSON, and no Secret has one.
+func checkWrites(d *coverage.Delta, bad func(format string, args ...any) error) error {
+	if d.WritesDropped < 0 || int64(len(d.Writes)) > d.Requests-d.WritesDropped {
+		return bad("%d writes and %d dropped, of %d requests", len(d.Writes), d.WritesDropped, d.Requests)
+	}
+	if len(d.Writes) > coverage.MaxWrites {
+		return bad("%d writes, at most %d", len(d.Writes), coverage.MaxWrites)
+	}
+	bytes := 0
+	for i := range d.Writes {
+		w := &d.Writes[i]
+		switch {
+		case w.ID == "" || len(w.ID) > coverage.MaxWriteIDBytes:
+			return bad("write %d: ID is not 1 to %d bytes", i, coverage.MaxWriteIDBytes)
+		case !slices.Contains(coverage.WriteVerbs, w.Verb):
+			return bad("write %.32q: verb %.16q is not one of %s", w.ID, w.Verb, strings.Join(coverage.WriteVerbs, ", "))
+		case w.Resource == "":
+			return bad("write %.32q: no resource", w.ID)
+		case w.Status < 100 || w.Status > 599:
+			return bad("write %.32q: status %d", w.ID, w.Status)
+		case w.IsSecret() && (w.Request != nil || w.Response != nil):
+			return bad("write %.32q: a Secret's body", w.ID)
+		case w.Request != nil && !json.Valid(w.Request), w.Response != nil && !json.Valid(w.Response):
+			return bad("write %.32q: a body that is not JSON", w.ID)
+		}
+		bytes += len(w.Request) + len(w.Response)
+	}
+	if bytes > coverage.MaxWriteBytes {
+		return bad("%d bytes of write bodies, at most %d", bytes, coverage.MaxWriteBytes)
+	}
+	return nil
 }
 
 // checkFields says whether a delta's field counts could have been recorded.

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,19 @@ func TestReadRequestRefuses(t *testing.T) {
 			}
 		}), 400, ReasonDelta},
 		{"empty test operation ID", "", nil, withDelta(func(d *coverage.Delta) { d.Tests["t"] = map[string]int64{"": 1} }), 400, ReasonDelta},
+		{"more writes than requests", "", nil, withWrites(t, d0(), func(w []coverage.Write) []coverage.Write {
+			return append(w, slices.Repeat(w[:1], 10)...)
+		}), 400, ReasonDelta},
+		{"write without ID", "", nil, withWrites(t, d0(), func(w []coverage.Write) []coverage.Write { w[0].ID = ""; return w }), 400, ReasonDelta},
+		{"write ID too long", "", nil, withWrites(t, d0(), func(w []coverage.Write) []coverage.Write {
+			w[0].ID = strings.Repeat("i", coverage.MaxWriteIDBytes+1)
+			return w
+		}), 400, ReasonDelta},
+		{"write of a read verb", "", nil, withWrites(t, d0(), func(w []coverage.Write) []coverage.Write { w[0].Verb = "get"; return w }), 400, ReasonDelta},
+		{"write without resource", "", nil, withWrites(t, d0(), func(w []coverage.Write) []coverage.Write { w[0].Resource = ""; return w }), 400, ReasonDelta},
+		{"write without status", "", nil, withWrites(t, d0(), func(w []coverage.Write) []coverage.Write { w[0].Status = 0; return w }), 400, ReasonDelta},
+		{"a Secret's body", "", nil, compress([]byte(`{"requests":1,"operations":{"createCoreV1NamespacedSecret":{"requests":1}},` +
+			`"writes":[{"id":"a","verb":"create","resource":"secrets","name":"s","status":201,"request":{"data":{"k":"c2VjcmV0"}}}]}`)), 400, ReasonDelta},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,6 +293,34 @@ func TestReadRequestRefuses(t *testing.T) {
 				t.Errorf("ReadRequest: %v, want an *Error with status %d and reason %s", err, tc.status, tc.reason)
 			}
 		})
+	}
+}
+
+// d0 is a delta with one request, a write the test changes.
+func d0() *coverage.Delta {
+	d := &coverage.Delta{}
+	d.Add(coverage.Hit{OperationID: "createCoreV1NamespacedConfigMap", Verb: "create", Status: 201})
+	d.AddWrite(coverage.Write{ID: "1", Verb: "create", Resource: "configmaps", Namespace: "n", Name: "c", Status: 201,
+		Request: []byte(`{"metadata":{"name":"c"}}`)})
+	return d
+}
+
+// withWrites encodes d with its writes changed, as a sidecar could not have
+// recorded them.
+func withWrites(t *testing.T, d *coverage.Delta, change func([]coverage.Write) []coverage.Write) []byte {
+	t.Helper()
+	d.Writes = change(d.Writes)
+	return encode(t, d)
+}
+
+func TestReadRequestAcceptsWrites(t *testing.T) {
+	r := request(http.MethodPost, nil, encode(t, d0()))
+	b, err := ReadRequest(r, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Delta.Writes) != 1 || string(b.Delta.Writes[0].Request) != `{"metadata":{"name":"c"}}` {
+		t.Errorf("writes %+v", b.Delta.Writes)
 	}
 }
 

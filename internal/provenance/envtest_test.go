@@ -160,6 +160,7 @@ func TestHistoryFromRealAuditLogs(t *testing.T) {
 	}
 	want := map[string]map[string][]step{responseNS: script(k, responseNS), requestNS: script(k, requestNS)}
 	cp.WaitForAuditLog(t)
+	t.Run("session", func(t *testing.T) { testHistoryFromSession(t, cp, bin) })
 
 	histories := map[string]map[string]*provenance.History{}
 	for ns, objects := range want {

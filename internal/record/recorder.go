@@ -1,7 +1,9 @@
 package record
 
 import (
+	"strconv"
 	"sync"
+	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -15,6 +17,11 @@ type Recorder struct {
 	matcher *match.Matcher
 	metrics *Metrics
 	bodies  *bodyWalker
+	// writes, when set, keeps every write to an object with its body
+	// (KeepWrites); run tells this recorder's write IDs from an earlier
+	// run's in the same pod.
+	writes bool
+	run    string
 
 	mu      sync.Mutex
 	pending coverage.Delta
@@ -28,7 +35,17 @@ type Recorder struct {
 
 // NewRecorder returns a recorder matching against m. metrics may be nil.
 func NewRecorder(m *match.Matcher, metrics *Metrics) *Recorder {
-	return &Recorder{matcher: m, metrics: metrics, bodies: newBodyWalker(m.Catalog()), started: make(map[uint64]struct{})}
+	return &Recorder{matcher: m, metrics: metrics, bodies: newBodyWalker(m.Catalog()), started: make(map[uint64]struct{}),
+		run: strconv.FormatInt(time.Now().UnixMicro(), 36)}
+}
+
+// KeepWrites makes the recorder keep every write to an object (create,
+// update, patch, delete) with its request body, for object provenance
+// (coverage.Delta.Writes). The proxy must keep bodies; a session does when
+// it records them. It returns r.
+func (r *Recorder) KeepWrites() *Recorder {
+	r.writes = true
+	return r
 }
 
 // Observe counts a request once: at ResponseStarted for long-running ones,
@@ -69,10 +86,20 @@ func (r *Recorder) Observe(ev *Event) {
 		// Outside the lock: walking takes microseconds per kilobyte.
 		body = r.bodies.walk(res.Operation.ID, ev)
 	}
+	var w coverage.Write
+	// Writes to custom resources the release does not know are kept too:
+	// the history of an object needs no operation of the catalog.
+	keepWrite := r.writes && ev.Stage == StageResponseComplete
+	if keepWrite {
+		w, keepWrite = r.write(ev, res.Info)
+	}
 	r.mu.Lock()
 	r.pending.Add(hit)
 	if hasBody {
 		body.addTo(&r.pending, res.Operation.ID)
+	}
+	if keepWrite {
+		r.pending.AddWrite(w)
 	}
 	r.mu.Unlock()
 	r.metrics.counted(res.Operation == nil)

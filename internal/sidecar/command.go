@@ -107,7 +107,7 @@ request unknown.`,
 	f.StringVar(&o.identity.Namespace, "pod-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the recorded pod")
 	f.StringVar(&o.identity.ServiceAccount, "service-account", os.Getenv("POD_SERVICE_ACCOUNT"), "service account of the recorded pod")
 	f.StringVar(&o.source, "source", os.Getenv("POD_UID"), "unique name of this proxy for the collector (the pod UID)")
-	f.BoolVar(&o.keepBodies, "keep-bodies", false, "keep capped, redacted request bodies")
+	f.BoolVar(&o.keepBodies, "keep-bodies", false, "keep capped, redacted request bodies: field coverage, and writes to objects for their history")
 	f.BoolVar(&o.profiling, "profiling", false, "also serve Go's profiles under /debug/pprof/ on --results-listen")
 	f.IntVar(&o.maxBodyBytes, "max-body-bytes", 64<<10, "cap of kept request bodies")
 	return cmd
@@ -176,6 +176,11 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	cat := loadCatalog(o.catalogFile, o.schemasFile, o.release, log.Printf)
 	metrics := record.NewMetrics()
 	rec := record.NewRecorder(match.New(cat), metrics)
+	if o.keepBodies {
+		// A session that records bodies also gets the history of the
+		// objects its pods write (kubectl snoop history --session).
+		rec.KeepWrites()
+	}
 	p, err := proxy.New(proxy.Config{
 		Upstream: upstream,
 		// No credentials of its own: the client's are forwarded unchanged.

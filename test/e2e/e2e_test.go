@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -32,7 +33,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/provenance"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
@@ -140,7 +143,9 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 
 		It("records a Deployment's kubectl calls, and exec, logs -f and port-forward work through the injected pod", func() {
 			ns := namespace(nsIPTables, nil)
-			s = createSession(ns, "demo", snoopv1alpha1.InterceptionIPTables, "1.37")
+			// Bodies recorded: field coverage, and the pod's writes for
+			// their history.
+			s = createSession(ns, "demo", snoopv1alpha1.InterceptionIPTables, "1.37", snoopv1alpha1.Recording{RequestBodies: true})
 			serviceAccount(ns, "demo", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "create", "delete"}},
 				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}})
 			tmpl := workload(ns, "demo", kubectlScript)
@@ -265,6 +270,50 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 			By("and nothing without a token: the service proxy does not pass the admin's credentials on")
 			body, err = api.Get().AbsPath(proxied+results).Param("format", "json").DoRaw(ctx)
 			Expect(err).To(HaveOccurred(), "%s", body)
+		})
+
+		It("keeps the pod's writes: the history of the script's ConfigMap, from the results and from the results API", func() {
+			got := getSession(s)
+			pod := "system:serviceaccount:" + s.Namespace + ":demo"
+			target, err := provenance.ParseTarget("configmaps/e2e-script", s.Namespace)
+			Expect(err).NotTo(HaveOccurred())
+			checkHistory := func(g Gomega, src audit.Source) {
+				h, err := provenance.Read(ctx, []audit.Source{src}, target, provenance.Options{})
+				g.Expect(err).NotTo(HaveOccurred())
+				var writes []string
+				for _, v := range h.Versions {
+					writes = append(writes, v.Write()+" by "+v.User)
+					g.Expect(v.UserAgent).To(HavePrefix("kubectl/"))
+				}
+				g.Expect(writes).To(Equal([]string{"create by " + pod, "delete by " + pod}))
+			}
+
+			By("from the results ConfigMaps, as kubectl snoop history --session reads them")
+			st, _, err := results.Load(ctx, admin, got)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(st.Delta.Writes).NotTo(BeEmpty())
+			src, err := provenance.WritesSource("SnoopSession "+s.Namespace+"/"+s.Name, st.Delta.Writes)
+			Expect(err).NotTo(HaveOccurred())
+			checkHistory(Default, src)
+
+			By("from the results API, through the service proxy, for a token that may get snoopsessions/history")
+			proxied := "/api/v1/namespaces/" + releaseNamespace + "/services/https:apisnoop-webhook-service:443/proxy"
+			writes := strings.TrimSuffix(got.Status.ResultsPage, "page") + "writes"
+			api := kubernetes.NewForConfigOrDie(restCfg).CoreV1().RESTClient()
+			reader := strings.TrimSpace(kube("create", "token", "e2e-reader", "-n", s.Namespace))
+			body, err := api.Get().AbsPath(proxied+writes).SetHeader("X-Apisnoop-Token", reader).DoRaw(ctx)
+			Expect(err).To(HaveOccurred(), "a reader of the coverage may not read the bodies: %s", body)
+			serviceAccount(s.Namespace, "e2e-historian", rbacv1.PolicyRule{
+				APIGroups: []string{snoopv1alpha1.GroupVersion.Group}, Resources: []string{"snoopsessions/history"}, Verbs: []string{"get"},
+			})
+			historian := strings.TrimSpace(kube("create", "token", "e2e-historian", "-n", s.Namespace))
+			Eventually(func(g Gomega) {
+				body, err := api.Get().AbsPath(proxied+writes).SetHeader("X-Apisnoop-Token", historian).DoRaw(ctx)
+				g.Expect(err).NotTo(HaveOccurred(), "%s", body)
+				checkHistory(g, audit.Source{Name: "results API", Open: func() (io.ReadCloser, error) {
+					return io.NopCloser(bytes.NewReader(body)), nil
+				}})
+			}, time.Minute).Should(Succeed())
 		})
 	})
 
@@ -412,7 +461,7 @@ func namespace(name string, labels map[string]string) string {
 
 // createSession records the pods labelled app=demo in ns, and waits until
 // the operator has published what injected pods mount.
-func createSession(ns, name string, mode snoopv1alpha1.InterceptionMode, release string) *snoopv1alpha1.SnoopSession {
+func createSession(ns, name string, mode snoopv1alpha1.InterceptionMode, release string, recording ...snoopv1alpha1.Recording) *snoopv1alpha1.SnoopSession {
 	GinkgoHelper()
 	s := &snoopv1alpha1.SnoopSession{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -421,6 +470,9 @@ func createSession(ns, name string, mode snoopv1alpha1.InterceptionMode, release
 			Interception:      mode,
 			Targets:           snoopv1alpha1.Targets{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "demo"}}},
 		},
+	}
+	if len(recording) > 0 {
+		s.Spec.Recording = recording[0]
 	}
 	Expect(admin.Create(ctx, s)).To(Succeed())
 	Eventually(func(g Gomega) {
