@@ -22,6 +22,16 @@ func decodeReport(t *testing.T, data []byte) coverage.Report {
 	return r
 }
 
+// mustReadReport reads a JSON coverage report from a file, as diff does.
+func mustReadReport(t *testing.T, path string) coverage.Report {
+	t.Helper()
+	r, err := readReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *r
+}
+
 // writeFile writes a page into the test's temp dir and returns its file:// URL.
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"maps"
 	"os"
@@ -40,14 +39,7 @@ func recordBodies(t *testing.T, kubeconfig, namespace string, flags []string, wa
 	case wantExit != 0 && (!errors.As(err, &exit) || exit.code != wantExit):
 		t.Fatalf("record %v: %v, want kubectl's exit status %d", kubectlArgs, err, wantExit)
 	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r coverage.Report
-	if err := json.Unmarshal(data, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := mustReadReport(t, out)
 	if r.Summary.Fields == nil || !r.Summary.Fields.Schemas {
 		t.Errorf("report summary has no field coverage with schemas: %+v", r.Summary.Fields)
 	}

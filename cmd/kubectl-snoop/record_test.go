@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
 
@@ -71,14 +69,7 @@ func TestRecordKeepsExitCodeAndWritesJSON(t *testing.T) {
 	if !errors.As(err, &exit) || exit.code != 1 {
 		t.Fatalf("err = %v, want kubectl's exit status 1", err)
 	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r coverage.Report
-	if err := json.Unmarshal(data, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := mustReadReport(t, out)
 	if r.Summary.FailedRequests == 0 || r.Summary.Release != "1.37" {
 		t.Errorf("summary %+v, want the failed read recorded against the server's release", r.Summary)
 	}

@@ -106,14 +106,7 @@ func TestRecordReleaseCluster(t *testing.T) {
 		"--", kubectl, "get", "snoopsessions", "-n", "default"); err != nil {
 		t.Fatalf("record: %v\n%s", err, stderr)
 	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r coverage.Report
-	if err := json.Unmarshal(data, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := mustReadReport(t, out)
 	if !strings.HasPrefix(r.Summary.Release, "cluster v1.37.") {
 		t.Errorf("release %q, want the cluster's", r.Summary.Release)
 	}

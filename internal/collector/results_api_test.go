@@ -121,42 +121,53 @@ func (f *resultsFixture) serviceAccount(ns, name string, canGet bool) string {
 		f.t.Fatal(err)
 	}
 	if canGet {
-		role := &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Name: name + "-reads-sessions", Namespace: ns},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{snoopv1alpha1.GroupVersion.Group},
-				Resources: []string{"snoopsessions"}, Verbs: []string{"get"}}},
-		}
-		binding := &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
-		}
-		for _, obj := range []client.Object{role, binding} {
-			if err := f.cp.Client.Create(f.ctx, obj); err != nil {
-				f.t.Fatal(err)
-			}
-		}
-		// The authorizer learns of bindings from its informers; the
-		// handler must not keep a denial from before they arrived.
-		err := wait.PollUntilContextTimeout(f.ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-			sar, err := f.clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-				Spec: authorizationv1.SubjectAccessReviewSpec{
-					User: "system:serviceaccount:" + ns + ":" + name,
-					ResourceAttributes: &authorizationv1.ResourceAttributes{Group: snoopv1alpha1.GroupVersion.Group,
-						Resource: "snoopsessions", Verb: "get", Namespace: ns},
-				},
-			}, metav1.CreateOptions{})
-			return err == nil && sar.Status.Allowed, nil
-		})
-		if err != nil {
-			f.t.Fatalf("the binding of %s/%s never took effect: %v", ns, name, err)
-		}
+		f.grant(ns, name, "")
 	}
 	token, err := f.clientset.CoreV1().ServiceAccounts(ns).CreateToken(f.ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	return token.Status.Token
+}
+
+// grant lets a service account get the SnoopSessions (or their
+// subresource) of its namespace, and waits until the API server's
+// authorizer says so: the handler must not keep a denial from before the
+// binding arrived in the authorizer's informers.
+func (f *resultsFixture) grant(ns, name, subresource string) {
+	f.t.Helper()
+	resource := "snoopsessions"
+	if subresource != "" {
+		resource += "/" + subresource
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-gets-" + strings.ReplaceAll(resource, "/", "-"), Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{snoopv1alpha1.GroupVersion.Group},
+			Resources: []string{resource}, Verbs: []string{"get"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := f.cp.Client.Create(f.ctx, obj); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	err := wait.PollUntilContextTimeout(f.ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		sar, err := f.clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: "system:serviceaccount:" + ns + ":" + name,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Group: snoopv1alpha1.GroupVersion.Group,
+					Resource: "snoopsessions", Subresource: subresource, Verb: "get", Namespace: ns},
+			},
+		}, metav1.CreateOptions{})
+		return err == nil && sar.Status.Allowed, nil
+	})
+	if err != nil {
+		f.t.Fatalf("the binding of %s/%s to %s never took effect: %v", ns, name, resource, err)
+	}
 }
 
 // get asks for a session's results with a token ("" for none) and query.

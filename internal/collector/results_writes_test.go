@@ -2,59 +2,18 @@ package collector_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/collector"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 )
-
-// grantHistory lets a service account get snoopsessions/history in its
-// namespace, and waits until the API server's authorizer says so.
-func (f *resultsFixture) grantHistory(ns, name string) {
-	f.t.Helper()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-reads-history", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{snoopv1alpha1.GroupVersion.Group},
-			Resources: []string{"snoopsessions/" + collector.HistorySubresource}, Verbs: []string{"get"}}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := f.cp.Client.Create(f.ctx, obj); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	err := wait.PollUntilContextTimeout(f.ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-		sar, err := f.clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{
-				User: "system:serviceaccount:" + ns + ":" + name,
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Group: snoopv1alpha1.GroupVersion.Group,
-					Resource: "snoopsessions", Subresource: collector.HistorySubresource, Verb: "get", Namespace: ns},
-			},
-		}, metav1.CreateOptions{})
-		return err == nil && sar.Status.Allowed, nil
-	})
-	if err != nil {
-		f.t.Fatalf("the history binding of %s/%s never took effect: %v", ns, name, err)
-	}
-}
 
 // getWrites asks for a session's writes with a token.
 func (f *resultsFixture) getWrites(session string, token string) (int, http.Header, string) {
@@ -95,7 +54,7 @@ func TestResultsAPIWrites(t *testing.T) {
 
 	reader := f.serviceAccount(ns, "reader", true)
 	historian := f.serviceAccount(ns, "historian", false)
-	f.grantHistory(ns, "historian")
+	f.grant(ns, "historian", collector.HistorySubresource)
 
 	if status, _, body := f.getWrites(key.String(), reader); status != http.StatusForbidden || !strings.Contains(body, "snoopsessions/history") {
 		t.Errorf("a reader of the coverage: status %d, want 403 naming snoopsessions/history: %s", status, body)

@@ -184,18 +184,7 @@ func TestWatchStreamsThroughProxy(t *testing.T) {
 			path := "/api/v1/namespaces/" + ns + "/configmaps"
 			// A distinct timeout tells this subtest's events apart.
 			query := fmt.Sprintf("watch=true&resourceVersion=%s&timeoutSeconds=%d", list.ResourceVersion, 3600+i)
-			req, _ := http.NewRequest(http.MethodGet, px.url.String()+path+"?"+query, nil)
-			req.Header.Set("Accept", tc.accept)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			resp, err := tc.client.Do(req.WithContext(ctx))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("watch: %s", resp.Status)
-			}
+			resp, cancel := openWatch(t, tc.client, px.url.String()+path+"?"+query, tc.accept)
 			// The response has started before the object exists: what
 			// arrives next can only have been streamed.
 			started := events.WaitFor(t, "watch started", func(ev record.Event) bool {
@@ -493,4 +482,29 @@ func TestClientBearerTokenForwarded(t *testing.T) {
 			t.Errorf("event carries the token")
 		}
 	}
+}
+
+// openWatch starts a watch and fails the test unless it is answered 200;
+// cancel ends it, as the test's end does.
+func openWatch(t *testing.T, client *http.Client, url, accept string) (resp *http.Response, cancel context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", accept)
+	resp, err = client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+	})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %s", resp.Status)
+	}
+	return resp, cancel
 }

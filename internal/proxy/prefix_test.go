@@ -105,18 +105,7 @@ func TestWatchRecognisedBehindPathPrefix(t *testing.T) {
 
 	collection := "/api/v1/namespaces/" + ns + "/configmaps"
 	query := "watch=true&resourceVersion=" + list.ResourceVersion
-	req, _ := http.NewRequest(http.MethodGet, px.url.String()+collection+"?"+query, nil)
-	req.Header.Set("Accept", "application/json")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	resp, err := px.client.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("watch: %s", resp.Status)
-	}
+	resp, cancel := openWatch(t, px.client, px.url.String()+collection+"?"+query, "application/json")
 	started := events.WaitFor(t, "watch started", func(ev record.Event) bool {
 		return ev.Stage == record.StageResponseStarted && ev.RawQuery == query
 	})
