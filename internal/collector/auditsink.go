@@ -17,10 +17,9 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
+	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
-	"apisnoop.dev/kube-apisnoop/internal/fields"
-	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
@@ -315,15 +314,13 @@ func (s *AuditSink) sessions(ctx context.Context) ([]auditSession, error) {
 }
 
 // auditCatalog is what the sink keeps of a release's catalog: its matcher,
-// and for request bodies its schemas, loaded when the first body arrives
-// (a policy at Metadata level never loads them), with walkers to share.
+// and a reader of request bodies against its schemas, loaded when the first
+// body arrives (a policy at Metadata level never loads them). Batches are
+// counted concurrently; the reader is safe for that.
 type auditCatalog struct {
 	cat     *catalog.Catalog
 	matcher *match.Matcher
-	schemas func() (*catalog.Schemas, error)
-	// walkers: a fields.Walker keeps caches and is not safe for concurrent
-	// use, and batches are counted concurrently.
-	walkers sync.Pool
+	bodies  *bodyfields.Reader
 }
 
 func (s *AuditSink) catalog(cat *catalog.Catalog) *auditCatalog {
@@ -334,81 +331,26 @@ func (s *AuditSink) catalog(cat *catalog.Catalog) *auditCatalog {
 		if len(s.catalogs) > 16 {
 			clear(s.catalogs) // old cluster catalogs
 		}
-		c = &auditCatalog{cat: cat, matcher: match.New(cat), schemas: sync.OnceValues(cat.Schemas)}
+		c = &auditCatalog{cat: cat, matcher: match.New(cat), bodies: bodyfields.NewReader(cat)}
 		s.catalogs[cat] = c
 	}
 	return c
 }
 
-// auditBody is what one requestObject adds to a delta: nothing (not
-// walked), a malformed body, or the walk's result.
-type auditBody struct {
-	walked, malformed bool
-	result            fields.Result
-	// dropped counts paths the collector's intake would refuse
-	// (intake.ValidFieldPath), counted as overflow as the recorder and
-	// the audit log reader do.
-	dropped int64
-}
-
 // walk reads ev's requestObject, a request of operationID, as package
-// audit's reader does. A catalog without schemas, an operation without a
-// body schema, and an apply patch written as YAML add nothing.
-func (c *auditCatalog) walk(ev *audit.Event, operationID string) auditBody {
+// audit's reader does, and counts it in the sink's metric. A catalog
+// without schemas, an operation without a body schema, and an apply patch
+// written as YAML add nothing.
+func (c *auditCatalog) walk(ev *audit.Event, operationID string) bodyfields.Body {
+	b := bodyfields.Body{Outcome: bodyfields.Unread, OperationID: operationID}
 	if operationID == "" || len(ev.RequestObject) == 0 || string(ev.RequestObject) == "null" {
-		return auditBody{}
+		return b
 	}
-	b := c.read(ev, operationID)
-	switch {
-	case b.walked:
-		AuditBodiesTotal.WithLabelValues("walked").Inc()
-	case b.malformed:
-		AuditBodiesTotal.WithLabelValues("malformed").Inc()
-	default:
-		AuditBodiesTotal.WithLabelValues("unread").Inc()
+	if op, ok := c.cat.Operation(operationID); ok && c.bodies.Reads(operationID) {
+		b = c.bodies.Read(operationID, audit.BodyKind(ev, &op), ev.RequestObject)
 	}
+	AuditBodiesTotal.WithLabelValues(string(b.Outcome)).Inc()
 	return b
-}
-
-// read walks a request body that is there.
-func (c *auditCatalog) read(ev *audit.Event, operationID string) auditBody {
-	schemas, err := c.schemas()
-	if err != nil { // catalog.ErrNoSchemas
-		return auditBody{}
-	}
-	if _, ok := schemas.Body(operationID); !ok {
-		return auditBody{}
-	}
-	op, ok := c.cat.Operation(operationID)
-	if !ok {
-		return auditBody{}
-	}
-	w, _ := c.walkers.Get().(*fields.Walker)
-	if w == nil {
-		w = fields.NewWalker(schemas)
-	}
-	r, err := w.Walk(operationID, audit.BodyKind(ev, &op), ev.RequestObject)
-	c.walkers.Put(w) // r holds nothing of the walker's
-	switch {
-	case errors.Is(err, fields.ErrMalformed):
-		return auditBody{malformed: true}
-	case err != nil: // ErrNotJSON, ErrNoSchema
-		return auditBody{}
-	}
-	b := auditBody{walked: true}
-	b.dropped = intake.DropInvalidFieldPaths(&r)
-	b.result = r
-	return b
-}
-
-// addTo counts the body in d, with its request, on operationID.
-func (b *auditBody) addTo(d *coverage.Delta, operationID string) {
-	switch {
-	case b.malformed:
-		d.AddMalformedBodies(operationID, 1)
-	case b.walked:
-		d.AddFieldsDropped(operationID, b.result, b.dropped, 1)
-	}
 }
 
 // count passes the batch through the Deduper and adds each request it
@@ -419,7 +361,7 @@ func (s *AuditSink) count(items []audit.Event, sessions []auditSession) []covera
 	counted := s.dedupe(items)
 	deltas := make([]coverage.Delta, len(sessions))
 	// A body is walked once per catalog, however many sessions share it.
-	walked := make(map[*auditCatalog]*auditBody, 1)
+	walked := make(map[*auditCatalog]*bodyfields.Body, 1)
 	for i := range counted {
 		ev := &counted[i]
 		ns := ev.ObjectNamespace()
@@ -439,7 +381,7 @@ func (s *AuditSink) count(items []audit.Event, sessions []auditSession) []covera
 				b = &body
 				walked[session.catalog] = b
 			}
-			b.addTo(&deltas[i], hit.OperationID)
+			b.AddTo(&deltas[i], 1)
 		}
 	}
 	return deltas

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
@@ -80,7 +81,7 @@ func (r *Recorder) Observe(ev *Event) {
 		Pod: ev.Client.Pod, Namespace: ev.Client.Namespace, ServiceAccount: ev.Client.ServiceAccount,
 		User: ev.Client.User, UserAgent: ev.UserAgent,
 	})
-	var body bodyFields
+	var body bodyfields.Body
 	hasBody := ev.Stage == StageResponseComplete && res.Operation != nil && (len(ev.Body) > 0 || ev.BodyTruncated)
 	if hasBody {
 		// Outside the lock: walking takes microseconds per kilobyte.
@@ -96,7 +97,7 @@ func (r *Recorder) Observe(ev *Event) {
 	r.mu.Lock()
 	r.pending.Add(hit)
 	if hasBody {
-		body.addTo(&r.pending, res.Operation.ID)
+		addBody(&r.pending, &body)
 	}
 	if keepWrite {
 		r.pending.AddWrite(w)
@@ -104,7 +105,7 @@ func (r *Recorder) Observe(ev *Event) {
 	r.mu.Unlock()
 	r.metrics.counted(res.Operation == nil)
 	if hasBody {
-		r.metrics.body(body.outcome)
+		r.metrics.body(body.Outcome)
 	}
 }
 
