@@ -10,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/htmlreport"
+	"apisnoop.dev/kube-apisnoop/internal/report"
 )
 
 func newDiffCommand() *cobra.Command {
@@ -92,12 +94,7 @@ func writeDiffTable(w io.Writer, d *htmlreport.Diff) error {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "HITS A\tHITS B\tLEVEL\tOPERATION\tMETHOD\tPATH")
 		for _, op := range part.ops {
-			level := op.Level
-			if op.Deprecated {
-				level += " (deprecated)"
-			} else if op.Eligibility == "eligible" {
-				level += " (eligible)"
-			}
+			level := report.LevelLabel(op.Level, catalog.Eligibility(op.Eligibility), op.Deprecated)
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", op.HitsA, op.HitsB, level, op.ID, op.Method, op.Path)
 		}
 		if err := tw.Flush(); err != nil {

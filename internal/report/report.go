@@ -181,13 +181,19 @@ func Markdown(w io.Writer, r *coverage.Report, opts Options) error {
 }
 
 func levelOf(op coverage.OperationReport) string {
-	if op.Deprecated {
-		return string(op.Level) + " (deprecated)"
+	return LevelLabel(string(op.Level), op.Eligibility, op.Deprecated)
+}
+
+// LevelLabel is how reports print an operation's level: with
+// "(deprecated)" or else, for one conformance counts, "(eligible)".
+func LevelLabel(level string, eligibility catalog.Eligibility, deprecated bool) string {
+	switch {
+	case deprecated:
+		return level + " (deprecated)"
+	case eligibility == catalog.Eligible:
+		return level + " (eligible)"
 	}
-	if op.Eligibility == catalog.Eligible {
-		return string(op.Level) + " (eligible)"
-	}
-	return string(op.Level)
+	return level
 }
 
 func operationsByID(r *coverage.Report) map[string]coverage.OperationReport {
