@@ -2,9 +2,12 @@ package audit
 
 import (
 	"context"
+	"hash/maphash"
 	"io"
+	"math/bits"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
@@ -87,7 +90,7 @@ func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *
 		schemas    = schemaLoader(m.Catalog())
 	)
 	newWorker := func() func(*Event) hitRef {
-		t := &hitTable{index: make(map[hitKey]int32)}
+		t := newHitTable()
 		b := &bodyTable{schemas: schemas}
 		mu.Lock()
 		w := int32(len(tables))
@@ -160,10 +163,22 @@ type hitRef struct{ worker, hit, body int32 }
 
 // hitTable holds the distinct hits one worker met. Its keys are what a hit
 // is made of, so that looking an event up allocates nothing (but the shape
-// of an unknown request).
+// of an unknown request). It is an open-addressing table of its own rather
+// than a map[hitKey]int32: every event looks a key up, and a map hashes
+// each of the key's strings with a call of its own, the hash and compare
+// of the key being a good part of an event's cost after decoding. Here the
+// user and user agent, the long strings, are hashed once each, the rest is
+// mixed in cheaply and settled by comparing keys.
 type hitTable struct {
-	index map[hitKey]int32
+	seed  maphash.Seed
+	slots []int32 // entry index + 1, 0 for free; a power of two long
+	keys  []hitKey
+	sums  []uint64 // each key's hash
 	hits  []coverage.Hit
+}
+
+func newHitTable() *hitTable {
+	return &hitTable{seed: maphash.MakeSeed(), slots: make([]int32, 256)}
 }
 
 type hitKey struct {
@@ -173,10 +188,41 @@ type hitKey struct {
 	user, userAgent string
 }
 
+// hash is k's hash: verbs are a handful of short words, told apart by
+// their length and first and last bytes (comparing keys settles the rest).
+func (t *hitTable) hash(k *hitKey) uint64 {
+	h := maphash.String(t.seed, k.user)
+	h ^= bits.RotateLeft64(maphash.String(t.seed, k.userAgent), 21)
+	v := uint64(len(k.verb))
+	if len(k.verb) > 0 {
+		v |= uint64(k.verb[0])<<8 | uint64(k.verb[len(k.verb)-1])<<16
+	}
+	h ^= (uint64(uintptr(unsafe.Pointer(k.op))) ^ v<<32 ^ uint64(k.status)) * 0x9e3779b97f4a7c15
+	if k.unknown != "" {
+		h ^= bits.RotateLeft64(maphash.String(t.seed, k.unknown), 42)
+	}
+	return h ^ h>>29
+}
+
+// find returns the index of k's entry, or -1 and the free slot to put it in.
+func (t *hitTable) find(k *hitKey, sum uint64) (entry int32, slot int) {
+	mask := len(t.slots) - 1
+	for i := int(sum) & mask; ; i = (i + 1) & mask {
+		e := t.slots[i] - 1
+		if e < 0 {
+			return -1, i
+		}
+		if t.sums[e] == sum && t.keys[e] == *k {
+			return e, i
+		}
+	}
+}
+
 // intern returns the index of ev's hit and the operation it matched.
 func (t *hitTable) intern(m *match.Matcher, ev *Event) (int32, *catalog.Operation) {
 	method := ev.Method()
-	res := m.MatchRequestURI(method, ev.RequestURI)
+	var res match.Result
+	m.MatchRequestURIInto(&res, method, ev.RequestURI)
 	k := hitKey{op: res.Operation, verb: res.Info.Verb, status: ev.Code(), user: ev.User.Username, userAgent: ev.UserAgent}
 	if res.Operation == nil {
 		if method == "" {
@@ -184,7 +230,9 @@ func (t *hitTable) intern(m *match.Matcher, ev *Event) (int32, *catalog.Operatio
 		}
 		k.unknown = coverage.UnknownShape(method, res.Info)
 	}
-	if i, ok := t.index[k]; ok {
+	sum := t.hash(&k)
+	i, slot := t.find(&k, sum)
+	if i >= 0 {
 		return i, k.op
 	}
 	// The event's strings share its line's memory: keep copies.
@@ -195,8 +243,26 @@ func (t *hitTable) intern(m *match.Matcher, ev *Event) (int32, *catalog.Operatio
 	} else {
 		h.Unknown = k.unknown
 	}
-	i := int32(len(t.hits))
+	i = int32(len(t.hits))
 	t.hits = append(t.hits, h)
-	t.index[k] = i
+	t.keys = append(t.keys, k)
+	t.sums = append(t.sums, sum)
+	t.slots[slot] = i + 1
+	if 2*len(t.keys) > len(t.slots) { // at most half full
+		t.grow()
+	}
 	return i, k.op
+}
+
+// grow doubles the slots and puts every entry back.
+func (t *hitTable) grow() {
+	t.slots = make([]int32, 2*len(t.slots))
+	mask := len(t.slots) - 1
+	for e, sum := range t.sums {
+		i := int(sum) & mask
+		for t.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = int32(e) + 1
+	}
 }

@@ -3,6 +3,7 @@ package catalog
 import (
 	"errors"
 	"path"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -262,4 +263,26 @@ func retainedBytes(b *testing.B, release string) uint64 {
 		return 0
 	}
 	return after.HeapAlloc - before.HeapAlloc
+}
+
+// TestEmbeddedDecodeIsDecode requires the embedded catalogs' decoder to
+// give exactly what Decode gives, for every release.
+func TestEmbeddedDecodeIsDecode(t *testing.T) {
+	for _, release := range Releases() {
+		compressed, err := embedded.ReadFile(path.Join("data", release+dataSuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Decode(compressed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeEmbedded(compressed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decodeEmbedded differs from Decode", release)
+		}
+	}
 }

@@ -43,6 +43,7 @@ func New(c *catalog.Catalog) *Matcher {
 	for i := range c.Operations {
 		m.root.insert(&c.Operations[i])
 	}
+	m.root.freeze()
 	return m
 }
 
@@ -67,23 +68,32 @@ func (m *Matcher) Catalog() *catalog.Catalog { return m.catalog }
 // discovery operation /apis/apps/, and .../proxy/ matches the operation
 // .../proxy, not .../proxy/{path}, whose {path} must be non-empty.
 func (m *Matcher) Match(method, path, rawQuery string) Result {
-	info, ok := NewRequestInfo(method, path, rawQuery)
-	r := Result{Info: info, Watch: info.Verb == "watch", Invalid: !ok}
+	var r Result
+	m.match(&r, method, path, rawQuery)
+	return r
+}
+
+// match is Match filling a zero *r: the result is large enough that
+// copying it between functions shows on every request.
+func (m *Matcher) match(r *Result, method, path, rawQuery string) {
+	var parts pathSegments
+	splitSegments(path, &parts)
+	ok := fillRequestInfo(&r.Info, method, path, rawQuery, &parts)
+	r.Watch, r.Invalid = r.Info.Verb == "watch", !ok
 	if !ok {
-		return r
+		return
 	}
 	want, fallback := methodOf(method), methodNone
 	if want == methodHead {
 		fallback = methodGet
 	}
-	if found := m.root.lookup(strings.Trim(path, "/"), want, fallback); found != nil {
+	if found := m.root.lookupSegments(&parts, 0, want, fallback); found != nil {
 		if op := found.ops[want]; op != nil {
 			r.Operation = op
 		} else {
 			r.Operation = found.ops[fallback]
 		}
 	}
-	return r
 }
 
 // MatchRequestURI is Match for a request URI as found in audit events
@@ -91,11 +101,24 @@ func (m *Matcher) Match(method, path, rawQuery string) Result {
 // URL.Path, which allocates only when it contains '%'; an unparsable
 // escape leaves it as it is.
 func (m *Matcher) MatchRequestURI(method, requestURI string) Result {
-	path, rawQuery, _ := strings.Cut(requestURI, "?")
+	var r Result
+	m.MatchRequestURIInto(&r, method, requestURI)
+	return r
+}
+
+// MatchRequestURIInto is MatchRequestURI writing to *r, which it zeroes
+// first, for callers matching every event of a log: it saves copying the
+// result.
+func (m *Matcher) MatchRequestURIInto(r *Result, method, requestURI string) {
+	*r = Result{}
+	path, rawQuery := requestURI, ""
+	if q := strings.IndexByte(requestURI, '?'); q >= 0 {
+		path, rawQuery = requestURI[:q], requestURI[q+1:]
+	}
 	if strings.IndexByte(path, '%') >= 0 {
 		if unescaped, err := url.PathUnescape(path); err == nil {
 			path = unescaped
 		}
 	}
-	return m.Match(method, path, rawQuery)
+	m.match(r, method, path, rawQuery)
 }

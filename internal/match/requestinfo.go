@@ -28,33 +28,40 @@ const maxLeadingSegments = 9
 
 // pathSegments holds the first segments of a path split like the factory's
 // splitPath (trim all leading and trailing slashes, split at every slash),
-// as substrings of the path, plus the total count.
+// as substrings of the path, plus the total count and the rest of the
+// path after the first ones, for the trie. splitSegments fills a zero one.
 type pathSegments struct {
 	first [maxLeadingSegments]string
 	count int
+	// rest is the trimmed path from segment maxLeadingSegments on, empty
+	// when there are no more.
+	rest string
 }
 
-func splitSegments(path string) pathSegments {
-	var s pathSegments
+func splitSegments(path string, s *pathSegments) {
 	trimmed := strings.Trim(path, "/")
 	if trimmed == "" {
-		return s
+		return
 	}
-	for {
-		slash := strings.IndexByte(trimmed, '/')
-		if s.count < maxLeadingSegments {
-			if slash < 0 {
-				s.first[s.count] = trimmed
-			} else {
-				s.first[s.count] = trimmed[:slash]
+	// One pass over the bytes: segments are short, a loop beats a call
+	// to IndexByte per segment.
+	start := 0
+	for i := 0; i < len(trimmed); i++ {
+		if trimmed[i] == '/' {
+			if s.count < maxLeadingSegments {
+				s.first[s.count] = trimmed[start:i]
+			}
+			s.count++
+			start = i + 1
+			if s.count == maxLeadingSegments {
+				s.rest = trimmed[start:]
 			}
 		}
-		s.count++
-		if slash < 0 {
-			return s
-		}
-		trimmed = trimmed[slash+1:]
 	}
+	if s.count < maxLeadingSegments {
+		s.first[s.count] = trimmed[start:]
+	}
+	s.count++
 }
 
 // at returns segment i; callers only ask for i < count and i <
@@ -98,21 +105,30 @@ func lowerMethod(method string) string {
 // mentions metadata.name (or a watch value that folds to "false" only under
 // Unicode folding), see listVerbAndName.
 func NewRequestInfo(method, path, rawQuery string) (info RequestInfo, ok bool) {
-	info = RequestInfo{Path: path, Verb: lowerMethod(method)}
-	parts := splitSegments(path)
+	var parts pathSegments
+	splitSegments(path, &parts)
+	ok = fillRequestInfo(&info, method, path, rawQuery, &parts)
+	return info, ok
+}
+
+// fillRequestInfo is NewRequestInfo writing to *info, which must be zero,
+// with the path already split: the matcher fills its Result in place
+// rather than copying the struct, and walks its trie with the same parts.
+func fillRequestInfo(info *RequestInfo, method, path, rawQuery string, parts *pathSegments) bool {
+	info.Path, info.Verb = path, lowerMethod(method)
 	if parts.count < 3 {
-		return info, true
+		return true
 	}
 	prefix := parts.at(0)
 	if prefix != "api" && prefix != "apis" {
-		return info, true
+		return true
 	}
 	info.APIPrefix = prefix
 	i := 1
 	if prefix == "apis" {
 		// /apis/<group>/<version> is discovery, not a resource.
 		if parts.count-i < 3 {
-			return info, true
+			return true
 		}
 		info.APIGroup = parts.at(i)
 		i++
@@ -126,7 +142,7 @@ func NewRequestInfo(method, path, rawQuery string) (info RequestInfo, ok bool) {
 	switch parts.at(i) {
 	case "proxy", "watch":
 		if parts.count-i < 2 {
-			return info, false
+			return false
 		}
 		info.Verb = parts.at(i)
 		i++
@@ -179,5 +195,5 @@ func NewRequestInfo(method, path, rawQuery string) (info RequestInfo, ok bool) {
 	if info.Name == "" && info.Verb == "delete" {
 		info.Verb = "deletecollection"
 	}
-	return info, true
+	return true
 }
