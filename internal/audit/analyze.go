@@ -9,6 +9,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
@@ -87,7 +88,7 @@ func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *
 		// The same for bodies.
 		bodyCounts [][]int64
 		bodyOrder  []hitRef
-		schemas    = schemaLoader(m.Catalog())
+		schemas    = bodyfields.LazySchemas(m.Catalog())
 	)
 	newWorker := func() func(*Event) hitRef {
 		t := newHitTable()
@@ -128,7 +129,7 @@ func AnalyzeSources(ctx context.Context, sources []Source, m *match.Matcher, d *
 		d.AddN(tables[r.worker].hits[r.hit], counts[r.worker][r.hit])
 	}
 	for _, r := range bodyOrder {
-		bodies[r.worker].bodies[r.body].addTo(d, bodyCounts[r.worker][r.body])
+		bodies[r.worker].bodies[r.body].AddTo(d, bodyCounts[r.worker][r.body])
 	}
 	return stats, nil
 }

@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
+	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
-	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/fields"
-	"apisnoop.dev/kube-apisnoop/internal/intake"
 )
 
 // BodyKind tells how an audit event's requestObject is written, for
@@ -89,29 +86,8 @@ type bodyTable struct {
 	schemas func() (*catalog.Schemas, error)
 	walker  *fields.Walker
 	index   map[string]int32
-	bodies  []bodyEntry
+	bodies  []bodyfields.Body
 	key     []byte
-}
-
-// bodyEntry is what one body adds to a delta, per request it counts with.
-type bodyEntry struct {
-	operationID string
-	malformed   bool
-	result      fields.Result
-	// dropped counts paths a collector would refuse (intake.ValidFieldPath),
-	// added to the operation's Overflow as the recorder does.
-	dropped int64
-}
-
-// schemaLoader loads the catalog's schemas once, when the first body
-// arrives: a log without requestObjects never loads them.
-func schemaLoader(c *catalog.Catalog) func() (*catalog.Schemas, error) {
-	return sync.OnceValues(func() (*catalog.Schemas, error) {
-		if c == nil {
-			return nil, catalog.ErrNoSchemas
-		}
-		return c.Schemas()
-	})
 }
 
 // add reads the requestObject of ev, a request of op, and returns the index
@@ -132,27 +108,16 @@ func (t *bodyTable) add(ev *Event, op *catalog.Operation) int32 {
 		t.walker = fields.NewWalker(schemas)
 		t.index = make(map[string]int32)
 	}
-	e := bodyEntry{operationID: op.ID}
-	r, err := t.walker.Walk(op.ID, BodyKind(ev, op), ev.RequestObject)
-	switch {
-	case errors.Is(err, fields.ErrMalformed):
-		e.malformed = true
-	case err != nil: // ErrNotJSON, ErrNoSchema
+	e := bodyfields.Walk(t.walker, op.ID, BodyKind(ev, op), ev.RequestObject)
+	if e.Outcome == bodyfields.Unread {
 		return -1
-	default:
-		e.dropped = intake.DropInvalidFieldPaths(&r)
-		e.result = r
 	}
 	// The key is the entry, its strings length-prefixed.
 	k := t.key[:0]
-	k = appendString(k, e.operationID)
-	k = binary.AppendUvarint(k, uint64(e.dropped))
-	if e.malformed {
-		k = append(k, 1)
-	} else {
-		k = append(k, 0)
-	}
-	for _, paths := range [...][]string{r.Set, r.Unknown, r.IllTyped} {
+	k = appendString(k, e.OperationID)
+	k = binary.AppendUvarint(k, uint64(e.Dropped))
+	k = appendString(k, string(e.Outcome))
+	for _, paths := range [...][]string{e.Result.Set, e.Result.Unknown, e.Result.IllTyped} {
 		k = binary.AppendUvarint(k, uint64(len(paths)))
 		for _, p := range paths {
 			k = appendString(k, p)
@@ -170,13 +135,4 @@ func (t *bodyTable) add(ev *Event, op *catalog.Operation) int32 {
 
 func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-// addTo counts n requests with the body in d.
-func (e *bodyEntry) addTo(d *coverage.Delta, n int64) {
-	if e.malformed {
-		d.AddMalformedBodies(e.operationID, n)
-		return
-	}
-	d.AddFieldsDropped(e.operationID, e.result, e.dropped, n)
 }
