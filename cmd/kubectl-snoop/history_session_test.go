@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
+	"apisnoop.dev/kube-apisnoop/internal/provenance"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 )
 
@@ -57,9 +59,10 @@ func TestHistoryFromSessionResults(t *testing.T) {
 	if err != nil || !strings.Contains(out, "data.mode") || !strings.Contains(out, "data.extra") {
 		t.Errorf("diff 1 2: %v\n%s", err, out)
 	}
-	out, err = run("bisect", "configmaps/settings", "--where", "data.mode=fast", "-n", "shop", "--session", f.namespace+"/recorded")
-	if err != nil || !strings.Contains(out, "2") {
-		t.Errorf("bisect: %v\n%s", err, out)
+	out, err = run("bisect", "configmaps/settings", "--where", "data.mode=fast", "-n", "shop", "--session", f.namespace+"/recorded", "-o", "json")
+	var found provenance.BisectResult
+	if err != nil || json.Unmarshal([]byte(out), &found) != nil || found.Version == nil || found.Version.Number != 2 {
+		t.Errorf("bisect data.mode=fast: %v, want version 2:\n%s", err, out)
 	}
 
 	// A session that kept no writes says why.

@@ -7,12 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
-	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/report"
 	"apisnoop.dev/kube-apisnoop/internal/results"
@@ -44,13 +42,7 @@ the eligible operations no request hit.`,
 				return err
 			}
 			session, st, names, namespace, restConfig := sr.session, sr.state, sr.configMaps, sr.session.Namespace, sr.restConfig
-			resolver := &releases.Resolver{}
-			if session.Spec.KubernetesRelease == snoopv1alpha1.ClusterRelease {
-				if resolver.Discovery, err = discovery.NewDiscoveryClientForConfig(restConfig); err != nil {
-					return fmt.Errorf("create discovery client: %w", err)
-				}
-			}
-			cat, err := resolver.Resolve(ctx, session.Spec.KubernetesRelease)
+			cat, err := loadReleaseCatalog(ctx, session.Spec.KubernetesRelease, restConfig)
 			if err != nil {
 				return fmt.Errorf("resolve release of SnoopSession %s/%s: %w", namespace, session.Name, err)
 			}

@@ -25,6 +25,10 @@ const (
 	// Malformed: not JSON (or protobuf) of its kind; counted in
 	// FieldCounts.Malformed.
 	Malformed Outcome = "malformed"
+	// Truncated: cut by a recorder's cap, so not all of it was kept. What
+	// was kept cannot be read as a whole body either: counted in
+	// FieldCounts.Malformed too, and apart in the metric.
+	Truncated Outcome = "truncated"
 	// Unread: not read and not counted: no schemas, no body schema for the
 	// operation, a body the walker does not read (YAML, CBOR).
 	Unread Outcome = "unread"
@@ -61,7 +65,7 @@ func (b *Body) AddTo(d *coverage.Delta, n int64) {
 	switch b.Outcome {
 	case Walked:
 		d.AddFieldsDropped(b.OperationID, b.Result, b.Dropped, n)
-	case Malformed:
+	case Malformed, Truncated:
 		d.AddMalformedBodies(b.OperationID, n)
 	}
 }

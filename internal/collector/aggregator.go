@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -160,6 +161,16 @@ func (a *Aggregator) Restored(session types.NamespacedName) bool {
 	defer a.mu.Unlock()
 	s, ok := a.sessions[session]
 	return ok && s.restored
+}
+
+// Writes are the writes a session kept (coverage.Delta.Writes) and how many
+// older ones it dropped, without copying the rest of its results. The
+// elements are copied; their bodies are never changed once kept.
+func (a *Aggregator) Writes(session types.NamespacedName) ([]coverage.Write, int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := &a.session(session).state.Delta
+	return slices.Clone(d.Writes), d.WritesDropped
 }
 
 // Snapshot is a copy of a session's results and their version.

@@ -267,17 +267,17 @@ func (a *ResultsAPI) serveWrites(w http.ResponseWriter, r *http.Request, key typ
 		http.Error(w, err.Error(), status)
 		return
 	}
-	st, _, _ := a.Aggregator.Snapshot(key)
+	writes, dropped := a.Aggregator.Writes(key)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "application/jsonl")
-	if st.Delta.WritesDropped > 0 {
+	if dropped > 0 {
 		// The log holds the newest writes only; history starts later.
-		w.Header().Set(WritesDroppedHeader, strconv.FormatInt(st.Delta.WritesDropped, 10))
+		w.Header().Set(WritesDroppedHeader, strconv.FormatInt(dropped, 10))
 	}
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := provenance.WritesLog(w, st.Delta.Writes); err != nil {
+	if err := provenance.WritesLog(w, writes); err != nil {
 		ctrl.LoggerFrom(r.Context()).V(1).Info("Writes not served whole", "snoopSession", key, "reason", err.Error())
 	}
 }

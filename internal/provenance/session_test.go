@@ -148,6 +148,7 @@ func testHistoryFromSession(t *testing.T, cp *testenv.ControlPlane, bin string) 
 	sessionTargets := map[string]string{
 		"deploy": "deployments.apps/web", "cm": "configmaps/settings", "secret": "secrets/creds", "widget": "widgets.example.com/w1",
 	}
+	histories := map[string]*provenance.History{}
 	for key, steps := range want {
 		target, err := provenance.ParseTarget(sessionTargets[key], sessionNS)
 		if err != nil {
@@ -157,6 +158,7 @@ func testHistoryFromSession(t *testing.T, cp *testenv.ControlPlane, bin string) 
 		if err != nil {
 			t.Fatalf("%s from the session: %v", targets[key], err)
 		}
+		histories[key] = h
 		var got, wantWrites []string
 		for _, v := range h.Versions {
 			got = append(got, v.Write())
@@ -198,21 +200,8 @@ func testHistoryFromSession(t *testing.T, cp *testenv.ControlPlane, bin string) 
 		}
 	}
 	var out bytes.Buffer
-	if err := provenance.WriteHistory(&out, "text", mustRead(t, src, "deployments.apps/web"), provenance.RenderOptions{}); err != nil {
+	if err := provenance.WriteHistory(&out, "text", histories["deploy"], provenance.RenderOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("kubectl snoop history --session test/session -n %s deployments.apps/web:\n%s", sessionNS, out.String())
-}
-
-func mustRead(t *testing.T, src audit.Source, target string) *provenance.History {
-	t.Helper()
-	tg, err := provenance.ParseTarget(target, sessionNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := provenance.Read(context.Background(), []audit.Source{src}, tg, provenance.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
 }

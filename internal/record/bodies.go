@@ -5,25 +5,20 @@ import (
 
 	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
-	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/fields"
 )
 
 // bodyOutcome is what became of one request body, a label value of the
-// apisnoop_record_request_bodies_total metric: bodyfields' outcomes, and
-// bodyTruncated.
+// apisnoop_record_request_bodies_total metric. Unread also covers protobuf
+// deletes, CBOR, a YAML apply patch and a patch of unknown type; Truncated
+// is a body longer than the proxy's cap.
 type bodyOutcome = bodyfields.Outcome
 
 const (
 	bodyWalked    = bodyfields.Walked
 	bodyMalformed = bodyfields.Malformed
-	// bodyTruncated: longer than the proxy's cap, so not all of it was
-	// kept. What was kept cannot be read as a whole body either, so it is
-	// counted in FieldCounts.Malformed too.
-	bodyTruncated bodyOutcome = "truncated"
-	// bodyUnread also covers protobuf deletes, CBOR, a YAML apply patch and
-	// a patch of unknown type.
-	bodyUnread = bodyfields.Unread
+	bodyTruncated = bodyfields.Truncated
+	bodyUnread    = bodyfields.Unread
 )
 
 // bodyWalker reads request bodies for field coverage; the catalog's schemas
@@ -52,17 +47,7 @@ func (b *bodyWalker) walk(operationID string, ev *Event) bodyfields.Body {
 		return unread
 	}
 	if ev.BodyTruncated {
-		// Counted as malformed in the delta, and apart in the metric.
 		return bodyfields.Body{Outcome: bodyTruncated, OperationID: operationID}
 	}
 	return b.reader.Read(operationID, kind, ev.Body)
-}
-
-// addBody counts the body in d; bodies not read add nothing.
-func addBody(d *coverage.Delta, b *bodyfields.Body) {
-	if b.Outcome == bodyTruncated {
-		d.AddMalformedBodies(b.OperationID, 1)
-		return
-	}
-	b.AddTo(d, 1)
 }

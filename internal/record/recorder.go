@@ -97,7 +97,7 @@ func (r *Recorder) Observe(ev *Event) {
 	r.mu.Lock()
 	r.pending.Add(hit)
 	if hasBody {
-		addBody(&r.pending, &body)
+		body.AddTo(&r.pending, 1)
 	}
 	if keepWrite {
 		r.pending.AddWrite(w)
