@@ -3,12 +3,12 @@ package match
 import (
 	"bytes"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/validate/content"
-	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
-	metainternalversionscheme "k8s.io/apimachinery/pkg/apis/meta/internalversion/scheme"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // maxQueryParams is net/url's default limit (GODEBUG urlmaxqueryparams):
@@ -58,33 +58,78 @@ func listVerbAndName(rawQuery string) (verb, name string) {
 	return watch, ""
 }
 
-// decodeListOptions is the factory's own code for the rare cases where the
+// decodeListOptions is the factory's outcome for the rare cases where the
 // result depends on every detail of ListOptions decoding. It allocates.
 func decodeListOptions(rawQuery string) (verb, name string) {
 	query, _ := url.ParseQuery(rawQuery) // what URL.Query() does
-	opts := metainternalversion.ListOptions{}
-	if err := metainternalversionscheme.ParameterCodec.DecodeParameters(query, metav1.SchemeGroupVersion, &opts); err != nil {
-		opts = metainternalversion.ListOptions{}
+	watch, selector, ok := listOptions(query)
+	if !ok {
+		selector = nil
+		watch = false
 		if values := query["watch"]; len(values) > 0 {
 			switch strings.ToLower(values[0]) {
 			case "false", "0":
 			default:
-				opts.Watch = true
+				watch = true
 			}
 		}
 	}
 	verb = "list"
-	if opts.Watch {
+	if watch {
 		verb = "watch"
 	}
-	if opts.FieldSelector != nil {
-		if n, ok := opts.FieldSelector.RequiresExactMatch("metadata.name"); ok {
+	if selector != nil {
+		if n, ok := selector.RequiresExactMatch("metadata.name"); ok {
 			if len(content.IsPathSegmentName(n)) == 0 {
 				name = n
 			}
 		}
 	}
 	return verb, name
+}
+
+// listOptions is what the factory's
+// metainternalversionscheme.ParameterCodec.DecodeParameters(query,
+// metav1.SchemeGroupVersion, &ListOptions{}) decides that matters here:
+// the watch flag, the field selector, and whether decoding failed. The
+// decoding is the generated url.Values to v1.ListOptions conversion (first
+// value of each parameter; booleans false only for "0" or "false" under
+// Unicode folding; limit and timeoutSeconds parsed as base-10 int64, the
+// only conversions that fail) followed by v1 to internal, which parses the
+// label and field selectors. It is spelled out rather than called because
+// the scheme behind the codec links most of apimachinery's meta types into
+// the sidecar (about 4 MiB of its resident memory); the differential tests
+// and FuzzMatchAgainstRequestInfoFactory hold it to the codec.
+func listOptions(query url.Values) (watch bool, selector fields.Selector, ok bool) {
+	if len(query) == 0 {
+		return false, nil, true // the codec returns before converting anything
+	}
+	first := func(key string) (string, bool) {
+		if values := query[key]; len(values) > 0 {
+			return values[0], true
+		}
+		return "", false
+	}
+	for _, key := range []string{"timeoutSeconds", "limit"} {
+		if value, found := first(key); found {
+			if _, err := strconv.ParseInt(value, 10, 64); err != nil {
+				return false, nil, false
+			}
+		}
+	}
+	labelSelector, _ := first("labelSelector")
+	if _, err := labels.Parse(labelSelector); err != nil {
+		return false, nil, false
+	}
+	fieldSelector, _ := first("fieldSelector")
+	selector, err := fields.ParseSelector(fieldSelector)
+	if err != nil {
+		return false, nil, false
+	}
+	if value, found := first("watch"); found {
+		watch = value != "0" && !strings.EqualFold(value, "false")
+	}
+	return watch, selector, true
 }
 
 // firstQueryValue returns the raw (still escaped) value of the first

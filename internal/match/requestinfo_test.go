@@ -47,7 +47,14 @@ var differentialQueries = []string{
 	"fieldSelector=metadata.namespace%3Dx", "fieldSelector=metadata.name%3Dp&fieldSelector=metadata.name%3Dq",
 	"fieldSelector=%zz&fieldSelector=metadata.name%3Dq", "labelSelector=app%3Dweb&limit=500", "limit=abc&watch=true",
 	"limit=abc&watch=fal%C5%BFe", "allowWatchBookmarks=true&watch=true&timeoutSeconds=300", "sendInitialEvents=true&watch=1",
-	"command=ls&command=-l&stdout=true", "&&&", "=", "=&watch=true", "%", "watch=%", "fieldSelector=metadata.name%3Dp%",
+	"command=ls&command=-l&stdout=true",
+	"fieldSelector=metadata.name%3Dp&limit=", "fieldSelector=metadata.name%3Dp&timeoutSeconds=", "fieldSelector=metadata.name%3Dp&limit=%2B5",
+	"fieldSelector=metadata.name%3Dp&limit=-1", "fieldSelector=metadata.name%3Dp&limit=99999999999999999999", "fieldSelector=metadata.name%3Dp&limit=0x10",
+	"fieldSelector=metadata.name%3Dp&limit=x&limit=1", "fieldSelector=metadata.name%3Dp&limit=1&limit=x", "fieldSelector=metadata.name%3Dp&labelSelector=",
+	"fieldSelector=metadata.name%3Dp&labelSelector=a+in+(b,c)", "fieldSelector=metadata.name%3Dp&labelSelector=a%3D%3D%3D",
+	"fieldSelector=metadata.name%3Dp&resourceVersionMatch=nonsense&continue=x", "fieldSelector=metadata.name%3Dp&watch=", "fieldSelector=metadata.name%3Dp&watch=FALSE",
+	"fieldSelector=metadata.name%3Dp&watch=fal%C5%BFe&limit=1", "fieldSelector=metadata.name%3Dp&sendInitialEvents=x&allowWatchBookmarks=",
+	"fieldSelector=metadata.name%3Dp&timeoutSeconds=%2010", "fieldSelector=&watch=1", "fieldSelector=metadata.name%3D%3Dp%2Cx%3Dy", "&&&", "=", "=&watch=true", "%", "watch=%", "fieldSelector=metadata.name%3Dp%",
 }
 
 // TestRequestInfoMatchesFactory is the differential test: every

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
 
@@ -192,18 +190,29 @@ func (p *Proxy) writeUpstreamError(w http.ResponseWriter, r *http.Request, err e
 		return
 	}
 	p.logf("apisnoop proxy: %s %s: %v", r.Method, r.URL.Path, err)
-	status := metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure,
-		Message:  fmt.Sprintf("apisnoop proxy: reach API server: %v", err),
-		Reason:   metav1.StatusReasonServiceUnavailable,
-		Code:     http.StatusBadGateway,
-	}
-	body, _ := json.Marshal(status)
+	body, _ := json.Marshal(upstreamErrorStatus{
+		Kind: "Status", APIVersion: "v1", Status: "Failure",
+		Message: fmt.Sprintf("apisnoop proxy: reach API server: %v", err),
+		Reason:  "ServiceUnavailable",
+		Code:    http.StatusBadGateway,
+	})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusBadGateway)
 	_, _ = w.Write(body)
+}
+
+// upstreamErrorStatus is the JSON of a metav1.Status, spelled out because
+// the meta/v1 package would link most of apimachinery into the sidecar.
+// TestUpstreamDownAnswers502Status decodes it into a metav1.Status.
+type upstreamErrorStatus struct {
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Metadata   struct{} `json:"metadata"`
+	Status     string   `json:"status"`
+	Message    string   `json:"message"`
+	Reason     string   `json:"reason"`
+	Code       int      `json:"code"`
 }
 
 func (p *Proxy) logf(format string, args ...any) {

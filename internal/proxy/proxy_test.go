@@ -259,7 +259,8 @@ func TestUpstreamDownAnswers502Status(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil {
 		t.Fatalf("decode Status: %v", err)
 	}
-	if status.Kind != "Status" || status.Code != http.StatusBadGateway || status.Status != metav1.StatusFailure {
+	if status.Kind != "Status" || status.APIVersion != "v1" || status.Code != http.StatusBadGateway || status.Status != metav1.StatusFailure ||
+		status.Reason != metav1.StatusReasonServiceUnavailable || !strings.Contains(status.Message, "reach API server") {
 		t.Errorf("unexpected Status %+v", status)
 	}
 	ev := events.WaitFor(t, "502", proxytest.CompleteFor(http.MethodGet, "/api/v1/namespaces"))

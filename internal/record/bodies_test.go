@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 )
@@ -109,9 +107,9 @@ func TestRecorderReadsBodies(t *testing.T) {
 		t.Errorf("fields of %v, want only %s, %s and the Secret's", slices.Sorted(maps.Keys(d.Fields)), configMapCreate, deploymentPatch)
 	}
 
-	m := rec.metrics
+	families := scrape(t, rec.metrics)
 	for outcome, want := range map[bodyOutcome]float64{bodyWalked: 5, bodyMalformed: 1, bodyTruncated: 2, bodyUnread: 3} {
-		if got := testutil.ToFloat64(m.bodies.WithLabelValues(string(outcome))); got != want {
+		if got := value(families, "apisnoop_record_request_bodies_total", string(outcome)); got != want {
 			t.Errorf("bodies %s = %v, want %v", outcome, got, want)
 		}
 	}
