@@ -2,8 +2,10 @@
 # Measures, side by side in one run, what a proxy in front of the API server
 # costs: one kube-apiserver and etcd (bin/k8s/$KUBERNETES_VERSION) on
 # loopback, reached directly and through snoop-proxy (recording, as the
-# sidecar runs), kubectl proxy and mitmproxy's mitmdump; GETs of one
-# ConfigMap and LISTs of 100 ConfigMaps at 1 and 16 connections. It reports
+# sidecar runs), a bare Go reverse proxy (test/proxy/testdata/bareproxy:
+# the floor of proxying with Go's net/http), kubectl proxy and mitmproxy's
+# mitmdump; GETs of one ConfigMap and LISTs of 100 ConfigMaps at 1 and 16
+# connections. It reports
 # requests/s, p50/p99 latency, CPU per request of each proxy and of the API
 # server (utime+stime from /proc/PID/stat before and after the load, divided
 # by the requests), and each proxy's RSS after the load. The driver is
@@ -50,9 +52,10 @@ kubectl=$KUBEBUILDER_ASSETS/kubectl
 
 say "building snoop-proxy as the image does (static, trimmed) and the driver"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/snoop-proxy" ./cmd/snoop-proxy)
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/bareproxy" ./test/proxy/testdata/bareproxy)
 (cd "$root" && go build -o "$WORK/bench-proxy" ./hack/bench-proxy)
 
-args=(-snoop-proxy "$WORK/snoop-proxy" -kubectl "$kubectl" -mitmdump "$mitmdump")
+args=(-snoop-proxy "$WORK/snoop-proxy" -bare "$WORK/bareproxy" -kubectl "$kubectl" -mitmdump "$mitmdump")
 [[ -n "${PROFILE_DIR:-}" ]] && mkdir -p "$PROFILE_DIR" && args+=(-profile-dir "$PROFILE_DIR")
 echo "kube-apiserver: $("$KUBEBUILDER_ASSETS/kube-apiserver" --version 2>/dev/null || echo unknown); kubectl: ${kubectl:-none}; mitmdump: $([[ -n "$mitmdump" ]] && "$mitmdump" --version 2>/dev/null | head -1 || echo none)" >&2
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

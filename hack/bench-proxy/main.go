@@ -48,6 +48,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"apisnoop.dev/kube-apisnoop/internal/intake"
 	"apisnoop.dev/kube-apisnoop/internal/procstat"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 )
@@ -59,6 +60,7 @@ const token = "bench-proxy-admin-token"
 
 type options struct {
 	snoopProxy, kubectl, mitmdump string
+	bare                          string
 	compare                       []string // name=binary
 	requests                      int
 	duration                      time.Duration
@@ -81,6 +83,7 @@ func main() {
 		o.compare = append(o.compare, v)
 		return nil
 	})
+	flag.StringVar(&o.bare, "bare", "", "a bare Go reverse proxy binary (test/proxy/testdata/bareproxy): the floor of proxying in Go, run with the sidecar's runtime settings; empty leaves it out")
 	flag.StringVar(&o.kubectl, "kubectl", "", "kubectl binary for kubectl proxy; empty leaves it out")
 	flag.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump binary; empty leaves mitmproxy out")
 	flag.IntVar(&o.requests, "requests", 20000, "at most this many measured requests per phase")
@@ -89,7 +92,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "phases per target, interleaved; figures are over all rounds")
 	flag.StringVar(&conns, "conns", "1,16", "connection counts, comma-separated")
 	flag.BoolVar(&o.http2, "http2", false, "clients speak HTTP/2 where the proxy offers it (default HTTP/1.1, one request per connection at a time, as wrk)")
-	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct, snoop-proxy, kubectl, mitmproxy); empty runs all")
+	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct, snoop-proxy, bare, kubectl, mitmproxy); empty runs all")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of snoop-proxy under the 16-connection loads here")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
@@ -199,8 +202,13 @@ func run(o options) error {
 	if !wanted("direct") {
 		targets = nil
 	}
+	sink, err := startCollectorSink(dir)
+	if err != nil {
+		return err
+	}
+	defer sink.close()
 	if wanted("snoop-proxy") {
-		snoop, cmd, err := startSnoopProxy(o.snoopProxy, dir, upstream, caFile)
+		snoop, cmd, err := startSnoopProxy(o.snoopProxy, dir, upstream, caFile, sink)
 		if err != nil {
 			return err
 		}
@@ -209,13 +217,21 @@ func run(o options) error {
 	}
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
-		other, cmd, err := startSnoopProxy(bin, dir, upstream, caFile)
+		other, cmd, err := startSnoopProxy(bin, dir, upstream, caFile, sink)
 		if err != nil {
 			return err
 		}
 		other.name = name
 		procs = append(procs, cmd)
 		targets = append(targets, other)
+	}
+	if o.bare != "" && wanted("bare") {
+		bare, cmd, err := startBareProxy(o.bare, dir, upstream, caFile)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, cmd)
+		targets = append(targets, bare)
 	}
 	if o.kubectl != "" && wanted("kubectl") {
 		kubectl, cmd, err := startKubectlProxy(o.kubectl, dir, upstream, cp.Config.CAData)
@@ -275,6 +291,8 @@ func run(o options) error {
 	}
 
 	report(os.Stdout, o, targets, phases, apiServerPID)
+	time.Sleep(1500 * time.Millisecond) // the last ship
+	fmt.Printf("collector sink: %d batches, %d requests shipped by the snoop-proxy builds\n", sink.batches.Load(), sink.requests.Load())
 	return nil
 }
 
@@ -399,8 +417,8 @@ func waitServing(t *target, path string, limit time.Duration) error {
 
 // startSnoopProxy runs snoop-proxy as the webhook runs the sidecar: TLS,
 // the client's token forwarded, recording against the embedded 1.37
-// catalog, results kept locally.
-func startSnoopProxy(bin, dir, upstream, caFile string) (*target, *exec.Cmd, error) {
+// catalog, shipping a delta to the collector every second.
+func startSnoopProxy(bin, dir, upstream, caFile string, sink *collectorSink) (*target, *exec.Cmd, error) {
 	certFile, keyFile, roots, err := servingCert(dir, filepath.Base(bin)+"-"+freePort())
 	if err != nil {
 		return nil, nil, err
@@ -409,12 +427,71 @@ func startSnoopProxy(bin, dir, upstream, caFile string) (*target, *exec.Cmd, err
 	cmd := exec.Command(bin,
 		"--listen", "127.0.0.1:"+port, "--admin-listen", "127.0.0.1:"+adminPort, "--results-listen", "127.0.0.1:"+resultsPort,
 		"--upstream", upstream, "--upstream-ca-file", caFile, "--cert-file", certFile, "--key-file", keyFile,
-		"--pod-name", "bench-0", "--pod-namespace", "default", "--service-account", "bench", "--release", "1.37", "--profiling")
+		"--pod-name", "bench-0", "--pod-namespace", "default", "--service-account", "bench", "--release", "1.37", "--profiling",
+		"--collector", sink.url, "--collector-ca-file", sink.caFile, "--collector-token-file", sink.tokenFile, "--ship-interval", "1s",
+		"--source", strings.TrimSuffix(filepath.Base(certFile), ".crt"))
 	if err := start(cmd, dir, filepath.Base(certFile)); err != nil {
 		return nil, nil, err
 	}
 	return &target{name: "snoop-proxy", url: "https://127.0.0.1:" + port, pid: cmd.Process.Pid,
 		tls: &tls.Config{RootCAs: roots}, h2: true, results: "http://127.0.0.1:" + resultsPort}, cmd, nil
+}
+
+// collectorSink takes the sidecars' delta batches as the collector's intake
+// does, reading each with intake.ReadRequest (the collector's own reader),
+// and counts them; the sidecars' memory then includes shipping, as in a pod.
+type collectorSink struct {
+	url, caFile, tokenFile string
+	batches, requests      atomic.Int64
+	server                 *http.Server
+}
+
+func startCollectorSink(dir string) (*collectorSink, error) {
+	certFile, keyFile, _, err := servingCert(dir, "collector")
+	if err != nil {
+		return nil, err
+	}
+	s := &collectorSink{caFile: certFile, tokenFile: filepath.Join(dir, "collector-token")}
+	if err := os.WriteFile(s.tokenFile, []byte("bench-collector-token\n"), 0o600); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.url = "https://" + ln.Addr().String() + "/intake"
+	s.server = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		batch, err := intake.ReadRequest(r, 0)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.batches.Add(1)
+		s.requests.Add(batch.Delta.Requests)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.server.ServeTLS(ln, certFile, keyFile) }()
+	return s, nil
+}
+
+func (s *collectorSink) close() { _ = s.server.Close() }
+
+// startBareProxy runs Go's httputil.ReverseProxy alone, TLS on both sides,
+// on one P and the sidecar's soft memory limit: what proxying costs in Go
+// before anything is recorded.
+func startBareProxy(bin, dir, upstream, caFile string) (*target, *exec.Cmd, error) {
+	certFile, keyFile, roots, err := servingCert(dir, "bareproxy-"+freePort())
+	if err != nil {
+		return nil, nil, err
+	}
+	port := freePort()
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:"+port, "--upstream", upstream, "--upstream-ca-file", caFile,
+		"--cert-file", certFile, "--key-file", keyFile)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "GOMEMLIMIT=24MiB")
+	if err := start(cmd, dir, filepath.Base(certFile)); err != nil {
+		return nil, nil, err
+	}
+	return &target{name: "bare Go proxy", url: "https://127.0.0.1:" + port, pid: cmd.Process.Pid,
+		tls: &tls.Config{RootCAs: roots}, h2: true}, cmd, nil
 }
 
 // startKubectlProxy runs kubectl proxy with a kubeconfig holding the token;
@@ -562,7 +639,7 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 	for _, t := range targets {
 		byName[t.name] = t
 	}
-	snoop, kubectl := byName["snoop-proxy"], byName["kubectl proxy"]
+	snoop, kubectl, bare := byName["snoop-proxy"], byName["kubectl proxy"], byName["bare Go proxy"]
 	if snoop == nil {
 		return
 	}
@@ -573,6 +650,10 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 		if kubectl != nil {
 			k := kubectl.samples[phase]
 			line += fmt.Sprintf(", %.2fx kubectl proxy's", perRequest(s.proxyCPU, s.requests)/perRequest(k.proxyCPU, k.requests))
+		}
+		if bare != nil {
+			b := bare.samples[phase]
+			line += fmt.Sprintf(", %.2fx the bare Go proxy's", perRequest(s.proxyCPU, s.requests)/perRequest(b.proxyCPU, b.requests))
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -138,9 +138,20 @@ const sidecarMemoryLimit = 24 << 20
 // what a pod's clients send. GOMAXPROCS overrides it.
 const sidecarProcs = 1
 
+// sidecarGCPercent is the proxy's default GOGC: the heap may grow by half
+// its live size (about 6 MiB under load: catalog, matcher, buffers, delta
+// encoder) between collections rather than double. Measured side by side
+// with hack/bench-proxy.sh while shipping: about 2 MiB less resident
+// memory, for a few µs more CPU per GET at 16 connections. GOGC overrides
+// it.
+const sidecarGCPercent = 50
+
 // tuneRuntime applies the sidecar's defaults where the environment says
 // nothing.
 func tuneRuntime() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(sidecarGCPercent)
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(sidecarMemoryLimit)
 	}

@@ -22,7 +22,7 @@ func main() {
 	caFile := flag.String("upstream-ca-file", "", "")
 	certFile := flag.String("cert-file", "", "")
 	keyFile := flag.String("key-file", "", "")
-	for _, ignored := range []string{"admin-listen", "results-listen", "pod-name", "pod-namespace", "release"} {
+	for _, ignored := range []string{"admin-listen", "results-listen", "pod-name", "pod-namespace", "service-account", "release"} {
 		flag.String(ignored, "", "ignored")
 	}
 	flag.Bool("profiling", false, "ignored")
@@ -40,7 +40,9 @@ func main() {
 	roots.AppendCertsFromPEM(ca)
 	proxy := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true},
+		// No transparent gzip: like the sidecar, it asks the upstream for
+		// nothing the client did not ask for, so both decode the same bytes.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true, DisableCompression: true},
 	}
 	log.Fatal((&http.Server{Addr: *listen, Handler: proxy}).ListenAndServeTLS(*certFile, *keyFile))
 }
