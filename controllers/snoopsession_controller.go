@@ -67,6 +67,10 @@ type SnoopSessionReconciler struct {
 	// AuditStream says when audit events last arrived, for NoAuditEvents
 	// on sessions with spec.source: audit; nil skips the check.
 	AuditStream AuditStreamSeen
+	// AuditNamespaces are where sessions with spec.source: audit are taken;
+	// elsewhere they stop with AuditSourceNotAllowed (the audit sink skips
+	// them too). Empty takes none.
+	AuditNamespaces targets.AuditNamespaces
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 
@@ -148,7 +152,7 @@ func (r *SnoopSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	scope := &sessionScope{session: session}
 	// updateCompletion comes first so that a session stopped with a spec
 	// error still says whether it completed.
-	phases := []sessionPhase{r.updateCompletion, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.checkCollector, r.updateRecording, r.restartWorkloads}
+	phases := []sessionPhase{r.updateCompletion, r.checkAuditSource, r.resolveRelease, r.selectPods, r.checkProxyCertificate, r.checkCollector, r.updateRecording, r.restartWorkloads}
 	for _, phase := range phases {
 		res, err := phase(ctx, scope)
 		if err != nil {
@@ -202,6 +206,17 @@ func (r *SnoopSessionReconciler) deleteResults(ctx context.Context, session *sno
 		deleted++
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// checkAuditSource stops a session that takes the audit stream in a
+// namespace the operator takes no audit sessions in, saying where it does.
+func (r *SnoopSessionReconciler) checkAuditSource(_ context.Context, s *sessionScope) (ctrl.Result, error) {
+	if targets.RecordsPods(s.session) || r.AuditNamespaces.Allows(s.session.Namespace) {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, stopWith(s.session, snoopv1alpha1.ReasonAuditSourceNotAllowed, fmt.Sprintf(
+		"spec.source: audit counts requests from the whole cluster, so this operator takes audit sessions %s (the manager's --audit-session-namespaces, Helm value collector.auditSessionNamespaces): create the session there, or record pods with spec.source: pods",
+		r.AuditNamespaces.Describe()))
 }
 
 // resolveRelease sets status.release, or stops with UnsupportedRelease.

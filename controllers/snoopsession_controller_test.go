@@ -467,8 +467,8 @@ var _ = Describe("SnoopSession validation by the API server", func() {
 	)
 
 	It("takes an audit session with a filter, and says it records the audit stream", func() {
-		ns := suite.Namespace(controlPlane, "snoop-test", nil)
-		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
+		s := newSession(operatorNamespace, func(s *snoopv1alpha1.SnoopSession) {
+			s.Name = "audit-filtered"
 			s.Spec.Targets = snoopv1alpha1.Targets{}
 			s.Spec.Source = snoopv1alpha1.SourceAudit
 			s.Spec.Audit = &snoopv1alpha1.AuditFilter{UserAgents: []string{"e2e.test/"}, ServiceAccounts: []string{"ci/runner"}}
@@ -481,6 +481,28 @@ var _ = Describe("SnoopSession validation by the API server", func() {
 			g.Expect(c.Reason).To(Equal(snoopv1alpha1.ReasonAuditStream))
 			g.Expect(c.Message).To(Equal("Taking the requests by ci/runner from user agents e2e.test/* from the API server's audit webhook"))
 			g.Expect(got.Status.Pods).To(BeZero())
+		}).Should(Succeed())
+	})
+
+	It("stops an audit session outside the namespaces that may take the audit stream, saying where they may", func() {
+		ns := suite.Namespace(controlPlane, "snoop-test", nil)
+		s := newSession(ns, func(s *snoopv1alpha1.SnoopSession) {
+			s.Spec.Targets = snoopv1alpha1.Targets{}
+			s.Spec.Source = snoopv1alpha1.SourceAudit
+		})
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := getSession(s)(g)
+			for _, condition := range []string{snoopv1alpha1.ConditionReady, snoopv1alpha1.ConditionRecording} {
+				c := meta.FindStatusCondition(got.Status.Conditions, condition)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Status).To(Equal(metav1.ConditionFalse), condition)
+				g.Expect(c.Reason).To(Equal(snoopv1alpha1.ReasonAuditSourceNotAllowed), condition)
+			}
+			ready := meta.FindStatusCondition(got.Status.Conditions, snoopv1alpha1.ConditionReady)
+			g.Expect(ready.Message).To(Equal("spec.source: audit counts requests from the whole cluster, so this operator takes audit sessions only in namespace " +
+				operatorNamespace + " (the manager's --audit-session-namespaces, Helm value collector.auditSessionNamespaces): create the session there, or record pods with spec.source: pods"))
+			g.Expect(targets.Active(got, time.Now())).To(BeFalse())
 		}).Should(Succeed())
 	})
 

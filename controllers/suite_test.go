@@ -17,6 +17,7 @@ import (
 
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
+	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
@@ -63,6 +64,8 @@ var _ = BeforeSuite(func() {
 		Scheme:   scheme,
 		Releases: &releases.Resolver{Discovery: disco},
 		Recorder: mgr.GetEventRecorder("apisnoop-snoopsession"),
+		// As the manager defaults it: audit sessions in its own namespace.
+		AuditNamespaces: targets.AuditNamespaces{operatorNamespace},
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	// The signer, approving requests from the operator's service account

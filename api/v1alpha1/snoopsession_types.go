@@ -50,7 +50,10 @@ type SnoopSessionSpec struct {
 	// default) records the pods spec.targets selects, through an injected
 	// proxy; "audit" takes every request the API server sends to the
 	// manager's audit sink (its audit webhook backend), cluster-wide,
-	// filtered by spec.audit, and injects nothing.
+	// filtered by spec.audit, and injects nothing. Audit sessions are taken
+	// only in the namespaces the manager's --audit-session-namespaces names
+	// (by default the operator's own); elsewhere they stop with
+	// AuditSourceNotAllowed.
 	// +optional
 	// +kubebuilder:default=pods
 	Source SourceKind `json:"source,omitempty"`
@@ -232,6 +235,9 @@ const (
 	// ReasonNoAuditEvents: the API server sends the manager no audit
 	// events.
 	ReasonNoAuditEvents = "NoAuditEvents"
+	// ReasonAuditSourceNotAllowed: the session takes the audit stream in a
+	// namespace the operator takes no audit sessions in.
+	ReasonAuditSourceNotAllowed = "AuditSourceNotAllowed"
 )
 
 // Field owners of the status: server-side apply gives each field one writer.

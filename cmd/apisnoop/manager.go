@@ -62,6 +62,7 @@ func newManagerCommand() *cobra.Command {
 	cmd.Flags().StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probe endpoint binds to")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
 	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", "", "Namespace of the operator's CA and certificate Secrets (default: the pod's, else apisnoop-system)")
+	cmd.Flags().StringSliceVar(&opConfig.AuditSessionNamespaces, "audit-session-namespaces", nil, "Namespaces whose SnoopSessions may take the API server's audit stream (spec.source: audit), which counts requests from the whole cluster; * for every namespace (default: the operator's own)")
 	cmd.Flags().StringVar(&opConfig.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, named in the proxy and webhook certificates")
 	wh := &opConfig.Webhook
 	cmd.Flags().StringVar(&wh.Host, "webhook-host", "", "Address the pod webhook server binds to (default: all)")

@@ -79,6 +79,10 @@ type AuditSink struct {
 	Aggregator *Aggregator
 	Releases   Releases
 	Access     *Access
+	// Namespaces are where audit sessions are taken: the controller stops
+	// the others, and the sink counts nothing for them even while their
+	// status still says Ready.
+	Namespaces targets.AuditNamespaces
 	// Elected is closed once this replica leads; only the leader merges.
 	// Nil means always.
 	Elected <-chan struct{}
@@ -296,7 +300,7 @@ func (s *AuditSink) sessions(ctx context.Context) ([]auditSession, error) {
 	var out []auditSession
 	for i := range list.Items {
 		session := &list.Items[i]
-		if targets.RecordsPods(session) || !targets.Active(session, now) {
+		if !s.takes(session, now) {
 			continue
 		}
 		key := client.ObjectKeyFromObject(session)
@@ -311,6 +315,14 @@ func (s *AuditSink) sessions(ctx context.Context) ([]auditSession, error) {
 		out = append(out, auditSession{key: key, selector: targets.NewAuditSelector(session), catalog: s.catalog(cat)})
 	}
 	return out, nil
+}
+
+// takes reports whether the sink counts requests for session at time now:
+// an audit session, Active, in a namespace that may take the audit stream.
+// The namespace is checked here as well as by the controller, because the
+// status that makes a session Active is not proof of where it may record.
+func (s *AuditSink) takes(session *snoopv1alpha1.SnoopSession, now time.Time) bool {
+	return !targets.RecordsPods(session) && targets.Active(session, now) && s.Namespaces.Allows(session.Namespace)
 }
 
 // auditCatalog is what the sink keeps of a release's catalog: its matcher,

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -240,4 +241,35 @@ func fieldsString(f map[string]*coverage.FieldCounts) string {
 		fmt.Fprintf(&b, "%s: %+v\n", id, *f[id])
 	}
 	return b.String()
+}
+
+// TestAuditSinkTakesOnlyAllowedNamespaces: a session whose status says it
+// records the audit stream gets nothing outside the namespaces that may
+// take it, whoever wrote that status.
+func TestAuditSinkTakesOnlyAllowedNamespaces(t *testing.T) {
+	now := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+	session := func(namespace string, source snoopv1alpha1.SourceKind) *snoopv1alpha1.SnoopSession {
+		s := &snoopv1alpha1.SnoopSession{
+			ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: namespace},
+			Spec:       snoopv1alpha1.SnoopSessionSpec{KubernetesRelease: "1.37", Source: source},
+		}
+		s.Status.Conditions = []metav1.Condition{{Type: snoopv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: snoopv1alpha1.ReasonReleaseResolved}}
+		return s
+	}
+	sink := &AuditSink{Namespaces: targets.AuditNamespaces{"apisnoop-system"}}
+	for _, c := range []struct {
+		session *snoopv1alpha1.SnoopSession
+		want    bool
+	}{
+		{session("apisnoop-system", snoopv1alpha1.SourceAudit), true},
+		{session("team-a", snoopv1alpha1.SourceAudit), false},
+		{session("apisnoop-system", snoopv1alpha1.SourcePods), false},
+	} {
+		if got := sink.takes(c.session, now); got != c.want {
+			t.Errorf("takes(%s/%s, source %q) = %v, want %v", c.session.Namespace, c.session.Name, c.session.Spec.Source, got, c.want)
+		}
+	}
+	if (&AuditSink{}).takes(session("apisnoop-system", snoopv1alpha1.SourceAudit), now) {
+		t.Error("a sink without namespaces takes an audit session")
+	}
 }

@@ -42,7 +42,11 @@ type Config struct {
 	Namespace string
 	// ClusterDomain is the cluster's DNS domain, for certificate names.
 	ClusterDomain string
-	Webhook       WebhookConfig
+	// AuditSessionNamespaces are where SnoopSessions with spec.source: audit
+	// are taken ("*": everywhere); empty means Namespace only. See
+	// targets.AuditNamespaces.
+	AuditSessionNamespaces []string
+	Webhook                WebhookConfig
 }
 
 // WebhookConfig is how the pod webhook is served and what it injects.
@@ -160,7 +164,12 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	}
 	// The API server's audit webhook backend, for sessions with
 	// spec.source: audit.
+	auditNamespaces := targets.AuditNamespaces(opConfig.AuditSessionNamespaces)
+	if len(auditNamespaces) == 0 {
+		auditNamespaces = targets.AuditNamespaces{opConfig.Namespace}
+	}
 	auditSink := &collector.AuditSink{
+		Namespaces: auditNamespaces,
 		Client:     mgr.GetCache(),
 		Aggregator: aggregator,
 		Releases:   catalogs,
@@ -181,6 +190,7 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 			ProxyCertSecret: proxyPair,
 			Collector:       aggregator,
 			AuditStream:     auditSink,
+			AuditNamespaces: auditNamespaces,
 		}).SetupWithManager},
 		{"CSR signer", (&controllers.CSRSignerReconciler{
 			Client:    mgr.GetClient(),

@@ -1,11 +1,39 @@
 package targets
 
 import (
+	"slices"
 	"strings"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 )
+
+// AuditNamespaces are the namespaces whose SnoopSessions may take the API
+// server's audit stream (spec.source: audit); "*" is every namespace. An
+// audit session counts requests from the whole cluster, whoever sent them,
+// so whoever may create a session in a namespace, or read the results
+// there, would learn which users and workloads of the cluster call what:
+// the operator takes audit sessions only in the namespaces a cluster admin
+// names (the manager's --audit-session-namespaces), by default its own.
+type AuditNamespaces []string
+
+// Allows reports whether an audit session in namespace is taken.
+func (a AuditNamespaces) Allows(namespace string) bool {
+	return slices.Contains(a, "*") || slices.Contains(a, namespace)
+}
+
+// Describe says where audit sessions are taken, for messages.
+func (a AuditNamespaces) Describe() string {
+	switch {
+	case slices.Contains(a, "*"):
+		return "in every namespace"
+	case len(a) == 0:
+		return "in no namespace"
+	case len(a) == 1:
+		return "only in namespace " + a[0]
+	}
+	return "only in namespaces " + strings.Join(a, ", ")
+}
 
 // AuditSelector is a session's spec.audit, parsed: which audited requests
 // the session counts.

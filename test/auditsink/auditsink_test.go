@@ -34,6 +34,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -80,6 +81,8 @@ type fixture struct {
 	sinkToken  string
 	clientset  *kubernetes.Clientset
 	sessionsNS string
+	// elsewhereNS is a namespace where the manager takes no audit session.
+	elsewhereNS string
 }
 
 func setUp(t *testing.T) *fixture {
@@ -159,7 +162,10 @@ func setUp(t *testing.T) *fixture {
 	t.Logf("API server restarted with the audit webhook in %s", time.Since(stopping).Round(time.Millisecond))
 	f.startManager(t)
 	f.sinkToken = token(t, f.clientset, f.op.Namespace, "apisnoop-audit-writer")
-	f.sessionsNS, err = f.cp.Namespace(ctx, "audit-sessions", nil)
+	// The manager takes audit sessions in its own namespace only, as it is
+	// installed by default; testMatchesAuditLog checks one elsewhere.
+	f.sessionsNS = f.op.Namespace
+	f.elsewhereNS, err = f.cp.Namespace(ctx, "audit-elsewhere", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +202,15 @@ func (f *fixture) testMatchesAuditLog(t *testing.T) {
 	ctx := t.Context()
 	const user = "audit-alice"
 	session := f.createSession(t, "alice", &snoopv1alpha1.AuditFilter{Users: []string{user}})
+	// The same session in a namespace whose users may not see the cluster's
+	// audit stream: stopped, and given nothing.
+	elsewhere := &snoopv1alpha1.SnoopSession{
+		ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: f.elsewhereNS},
+		Spec:       *session.Spec.DeepCopy(),
+	}
+	if err := f.cp.Client.Create(ctx, elsewhere); err != nil {
+		t.Fatal(err)
+	}
 
 	alice, err := f.cp.Env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -284,6 +299,13 @@ func (f *fixture) testMatchesAuditLog(t *testing.T) {
 	}
 	if want.Summary.Fields == nil {
 		t.Error("the report has no field summary")
+	}
+	if err := f.cp.Client.Get(ctx, client.ObjectKeyFromObject(elsewhere), elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	ready := meta.FindStatusCondition(elsewhere.Status.Conditions, snoopv1alpha1.ConditionReady)
+	if ready == nil || ready.Reason != snoopv1alpha1.ReasonAuditSourceNotAllowed || elsewhere.Status.Requests != 0 {
+		t.Errorf("the session in %s: Ready %+v, %d requests; want AuditSourceNotAllowed and none", f.elsewhereNS, ready, elsewhere.Status.Requests)
 	}
 	t.Logf("%d requests of %s, %d operations hit, %d bodies read, equal in the audit log and the session", want.Summary.Requests, user, hit, bodies)
 }

@@ -144,7 +144,7 @@ func changedValues() map[string]any {
 		"clusterDomain":  "corp.example",
 		"metrics":        map[string]any{"enabled": false},
 		"webhook":        map[string]any{"timeoutSeconds": 5, "skipNamespaces": []any{"kube-system", "monitoring"}},
-		"collector":      map[string]any{"url": "https://collector.example/intake"},
+		"collector":      map[string]any{"url": "https://collector.example/intake", "auditSessionNamespaces": []any{otherNamespace, "conformance"}},
 		"logging":        map[string]any{"level": 3, "encoder": "console"},
 	}
 }
@@ -200,13 +200,14 @@ func TestValuesApplied(t *testing.T) {
 	}
 
 	wantFlags := map[string]string{
-		"--cluster-domain":       "corp.example",
-		"--metrics-bind-address": "0",
-		"--skip-namespaces":      "kube-system,monitoring",
-		"--collector-url":        "https://collector.example/intake",
-		"--zap-log-level":        "3",
-		"--zap-encoder":          "console",
-		"--leader-elect":         "",
+		"--cluster-domain":           "corp.example",
+		"--metrics-bind-address":     "0",
+		"--skip-namespaces":          "kube-system,monitoring",
+		"--collector-url":            "https://collector.example/intake",
+		"--audit-session-namespaces": otherNamespace + ",conformance",
+		"--zap-log-level":            "3",
+		"--zap-encoder":              "console",
+		"--leader-elect":             "",
 	}
 	for name, want := range wantFlags {
 		if got, ok := flags[name]; !ok || got != want {

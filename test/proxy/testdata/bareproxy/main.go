@@ -39,7 +39,7 @@ func main() {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca)
 	proxy := &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
 		// No transparent gzip: like the sidecar, it asks the upstream for
 		// nothing the client did not ask for, so both decode the same bytes.
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true, DisableCompression: true},
