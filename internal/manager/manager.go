@@ -239,6 +239,30 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 		}
 	}
 
+	// What the operator makes in its namespace goes when its installation
+	// goes (see installationOwner).
+	owner, ok, err := serviceAccountOwner(context.Background(), clientset, self.Status.UserInfo.Username, opConfig.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		owned := &installationOwner{reader: mgr.GetAPIReader(), writer: mgr.GetClient(), owner: owner, interval: ownerInterval,
+			secrets: []types.NamespacedName{caStore.Secret, proxyPair}}
+		if serving != nil { // with cert-manager, the webhook's Secret is cert-manager's
+			owned.secrets = append(owned.secrets, serving.Secret)
+		}
+		if opts.LeaderElection {
+			namespace := opts.LeaderElectionNamespace
+			if namespace == "" {
+				namespace = opConfig.Namespace
+			}
+			owned.lease = &types.NamespacedName{Namespace: namespace, Name: opts.LeaderElectionID}
+		}
+		if err := mgr.Add(owned); err != nil {
+			return nil, fmt.Errorf("add installation owner: %w", err)
+		}
+	}
+
 	collectorURL := wh.CollectorURL
 	if collectorURL == "" {
 		collectorURL = "https://" + wh.Service + "." + opConfig.Namespace + ".svc" + intake.Path

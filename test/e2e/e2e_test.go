@@ -405,22 +405,22 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 		Expect(names(&appsv1.DeploymentList{}, releaseNamespace)).To(BeEmpty())
 		Expect(names(&corev1.ServiceList{}, releaseNamespace)).To(BeEmpty())
 		Expect(names(&corev1.ServiceAccountList{}, releaseNamespace)).To(ConsistOf("default"))
-		left := map[string][]string{
-			"secrets":    names(&corev1.SecretList{}, releaseNamespace),
-			"configmaps": names(&corev1.ConfigMapList{}, releaseNamespace),
-			"leases":     names(&coordinationv1.LeaseList{}, releaseNamespace),
-		}
-		fmt.Fprintf(GinkgoWriter, "left in %s after uninstall: %v\n", releaseNamespace, left)
 		// Helm deletes what it installed; what the operator made at run time
-		// in its own namespace stays until the namespace goes: its CA, the
-		// webhook's and the proxies' serving Secrets, the leader Lease.
-		Expect(left["configmaps"]).To(ConsistOf("kube-root-ca.crt"))
-		for _, name := range left["secrets"] {
-			Expect(name).To(BeElementOf("apisnoop-ca", "apisnoop-proxy-tls", "apisnoop-webhook-tls"))
-		}
-		for _, name := range left["leases"] {
-			Expect(name).To(Equal("apisnoop-manager.snoop.apisnoop.dev"))
-		}
+		// in its own namespace (its CA, the webhook's and the proxies'
+		// serving Secrets, the leader Lease) names the operator's
+		// ServiceAccount as owner, so the garbage collector deletes it once
+		// Helm has deleted that.
+		Eventually(func(g Gomega) {
+			left := map[string][]string{
+				"secrets":    names(&corev1.SecretList{}, releaseNamespace),
+				"configmaps": names(&corev1.ConfigMapList{}, releaseNamespace),
+				"leases":     names(&coordinationv1.LeaseList{}, releaseNamespace),
+			}
+			fmt.Fprintf(GinkgoWriter, "left in %s after uninstall: %v\n", releaseNamespace, left)
+			g.Expect(left["secrets"]).To(BeEmpty())
+			g.Expect(left["leases"]).To(BeEmpty())
+			g.Expect(left["configmaps"]).To(ConsistOf("kube-root-ca.crt"))
+		}).WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Succeed())
 
 		By("the test namespaces keep nothing of the operator: no trust objects, catalog or results")
 		for _, ns := range testNamespaces {
