@@ -59,6 +59,12 @@ type TrustReconciler struct {
 	CA    func(ctx context.Context) (*signer.CA, error)
 	// ProxyPair is the Secret that the ProxyCertReconciler keeps.
 	ProxyPair types.NamespacedName
+	// CollectorCA returns more roots (PEM) that verify the collector, for
+	// when it serves a certificate the operator's CA did not sign
+	// (cert-manager's, whose ca.crt is in --webhook-cert-dir); sidecars
+	// read the copy's ca.crt for --collector-ca-file. Nil: the operator's
+	// CA alone.
+	CollectorCA func() ([]byte, error)
 	// Releases builds the live cluster's catalog.
 	Releases ReleaseResolver
 	// Skip lists the namespaces the webhook never injects, as the ignore
@@ -123,13 +129,22 @@ func (r *TrustReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, fmt.Errorf("load CA: %w", err)
 	}
 
+	collectorRoots := ca.CertPEM
+	if r.CollectorCA != nil {
+		extra, err := r.CollectorCA()
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("load the collector's CA: %w", err)
+		}
+		collectorRoots = issuer.JoinPEM(ca.CertPEM, extra)
+	}
+
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: webhook.ProxyCertSecret}}
 	if err := r.ensure(ctx, secret, func() {
 		secret.Type = corev1.SecretTypeTLS
 		secret.Data = map[string][]byte{
 			corev1.TLSCertKey:       pair.Data[corev1.TLSCertKey],
 			corev1.TLSPrivateKeyKey: pair.Data[corev1.TLSPrivateKeyKey],
-			issuer.SecretKeyCA:      ca.CertPEM,
+			issuer.SecretKeyCA:      collectorRoots,
 		}
 	}); err != nil {
 		return ctrl.Result{}, err

@@ -181,6 +181,12 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	names := &issuer.ProxyNames{Client: mgr.GetClient(), ClusterDomain: opConfig.ClusterDomain}
 
 	skip := append([]string{opConfig.Namespace}, wh.SkipNamespaces...)
+	// The collector is served beside the webhook with its certificate:
+	// issued by someone else, sidecars need that issuer's CA too.
+	var collectorCA func() ([]byte, error)
+	if wh.CertDir != "" {
+		collectorCA = issuer.CertDirCA(wh.CertDir)
+	}
 	setups := []setup{
 		{"SnoopSession controller", (&controllers.SnoopSessionReconciler{
 			Client:          mgr.GetClient(),
@@ -209,12 +215,13 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 			Recorder:   mgr.GetEventRecorder("apisnoop-collector"),
 		}).SetupWithManager},
 		{"trust controller", (&controllers.TrustReconciler{
-			Client:    mgr.GetClient(),
-			Cache:     mgr.GetCache(),
-			CA:        caStore.Get,
-			ProxyPair: proxyPair,
-			Releases:  catalogs,
-			Skip:      skip,
+			Client:      mgr.GetClient(),
+			Cache:       mgr.GetCache(),
+			CA:          caStore.Get,
+			ProxyPair:   proxyPair,
+			CollectorCA: collectorCA,
+			Releases:    catalogs,
+			Skip:        skip,
 		}).SetupWithManager},
 	}
 	if serving != nil {

@@ -99,9 +99,21 @@ func (s *CAStore) Get(ctx context.Context) (*signer.CA, error) {
 // cluster's CA (kube-root-ca.crt) followed by the operator's, so that a
 // client accepts both the real API server and the proxy in front of it.
 func TrustBundle(clusterCA []byte, ca *signer.CA) []byte {
-	bundle := append([]byte{}, clusterCA...)
-	if len(bundle) > 0 && bundle[len(bundle)-1] != '\n' {
-		bundle = append(bundle, '\n')
+	return JoinPEM(clusterCA, ca.CertPEM)
+}
+
+// JoinPEM concatenates PEM documents into a new one, each starting on a
+// line of its own.
+func JoinPEM(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		if len(out) > 0 && out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+		out = append(out, p...)
 	}
-	return append(bundle, ca.CertPEM...)
+	return out
 }

@@ -12,12 +12,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -203,3 +206,24 @@ func (s *ServingSecret) Start(ctx context.Context) error {
 
 // NeedLeaderElection is false: every replica serves the webhook.
 func (s *ServingSecret) NeedLeaderElection() bool { return false }
+
+// CertDirCA returns what verifies a serving certificate issued by someone
+// else: the ca.crt beside tls.crt and tls.key in dir, as cert-manager
+// writes it. A directory without one gives nothing (the issuer's CA is not
+// known here); a ca.crt without a certificate is an error.
+func CertDirCA(dir string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		path := filepath.Join(dir, SecretKeyCA)
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := certutil.ParseCertsPEM(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return data, nil
+	}
+}

@@ -1,0 +1,123 @@
+package issuer
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
+)
+
+// servingPair signs a serving certificate for 127.0.0.1 with ca.
+func servingPair(t *testing.T, ca *signer.CA) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.SignServing(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "collector"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, PublicKey: &key.PublicKey}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	return tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: key}
+}
+
+// verifies reports whether a client that trusts exactly roots (PEM), as
+// the sidecar's --collector-ca-file does, completes a TLS handshake with a
+// loopback server presenting pair.
+func verifies(t *testing.T, roots []byte, pair tls.Certificate) bool {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			_ = conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(roots) {
+		t.Fatal("no certificate in the roots")
+	}
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool})
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// TestCollectorRootsWithCertManager: with a serving certificate issued by
+// someone else (cert-manager writes tls.crt, tls.key and ca.crt into the
+// Secret the manager mounts as --webhook-cert-dir), the roots sidecars get
+// for the collector verify it, and still verify the operator's own.
+func TestCollectorRootsWithCertManager(t *testing.T) {
+	operatorCA, err := signer.NewCA("apisnoop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certManagerCA, err := signer.NewCA("cert-manager")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	load := CertDirCA(dir)
+	if extra, err := load(); err != nil || extra != nil {
+		t.Fatalf("a directory without ca.crt: %q, %v; want nothing", extra, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(); err == nil {
+		t.Fatal("a ca.crt without a certificate was accepted")
+	}
+	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), certManagerCA.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	extra, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := JoinPEM(operatorCA.CertPEM, extra)
+
+	certManagerPair, operatorPair := servingPair(t, certManagerCA), servingPair(t, operatorCA)
+	if verifies(t, operatorCA.CertPEM, certManagerPair) {
+		t.Fatal("the operator's CA alone verifies cert-manager's certificate; the test proves nothing")
+	}
+	if !verifies(t, roots, certManagerPair) {
+		t.Error("the collector roots do not verify cert-manager's certificate")
+	}
+	if !verifies(t, roots, operatorPair) {
+		t.Error("the collector roots no longer verify the operator's own certificate")
+	}
+}
+
+func TestJoinPEM(t *testing.T) {
+	for _, c := range []struct {
+		parts [][]byte
+		want  string
+	}{
+		{nil, ""},
+		{[][]byte{[]byte("a\n"), []byte("b\n")}, "a\nb\n"},
+		{[][]byte{[]byte("a"), []byte("b")}, "a\nb"},
+		{[][]byte{nil, []byte("b")}, "b"},
+		{[][]byte{[]byte("a"), nil}, "a"},
+	} {
+		if got := string(JoinPEM(c.parts...)); got != c.want {
+			t.Errorf("JoinPEM(%q) = %q, want %q", c.parts, got, c.want)
+		}
+	}
+}
