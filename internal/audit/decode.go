@@ -197,6 +197,7 @@ func (s *scanner) skip(depth int) bool { return s.walk(depth, nil, nil, nil) }
 func (s *scanner) walk(depth int, ns *names, strs []*string, value func(f int) bool) bool {
 	b := s.b
 	i := s.i
+	base := unsafe.Pointer(unsafe.SliceData(b))
 	var (
 		stack    uint64
 		level    int
@@ -297,7 +298,7 @@ str:
 		// bytes and most of the tokens of a line, and a call costs about
 		// as much as a short string's word.
 		for {
-			if len(b)-i < 8 {
+			if i > len(b)-8 {
 				if hi != 0 {
 					i = specialOrHigh(b, i)
 				} else {
@@ -305,7 +306,7 @@ str:
 				}
 				break
 			}
-			w := binary.LittleEndian.Uint64(b[i:])
+			w := load64(base, i)
 			x, e := w^(lsb*0x02), w^(lsb*'\\')
 			if m := ((x-lsb*0x21)&^x | (e-lsb)&^e | w&hi) & msb; m != 0 {
 				i += bits.TrailingZeros64(m) / 8
@@ -561,11 +562,15 @@ func newKeyPat(name string, f int) keyPat {
 
 // match says whether b holds p at i.
 func (p *keyPat) match(b []byte, i int) bool {
-	if len(b)-i < p.span || binary.LittleEndian.Uint64(b[i:])&p.mask != p.w[0] {
+	if len(b)-i < p.span {
+		return false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	if load64(base, i)&p.mask != p.w[0] {
 		return false
 	}
 	for k := 1; k < p.nw; k++ {
-		if binary.LittleEndian.Uint64(b[i+p.off[k]:]) != p.w[k] {
+		if load64(base, i+p.off[k]) != p.w[k] {
 			return false
 		}
 	}

@@ -120,11 +120,7 @@ func Read[T any](ctx context.Context, sources []Source, opts Options, newWorker 
 	defer cancel()
 
 	// Raw chunks in flight: the workers' and as many again being read.
-	bufs := make(chan *[]byte, 2*workers+2)
-	for range cap(bufs) {
-		b := make([]byte, 0, chunkSize)
-		bufs <- &b
-	}
+	bufs := newChunkBufs(2*workers + 2)
 	recPool := &sync.Pool{New: func() any { return new([]rec[T]) }}
 	jobs := make(chan *job[T], 2*workers)
 	queues := make([]chan *job[T], len(sources))
@@ -138,6 +134,7 @@ func Read[T any](ctx context.Context, sources []Source, opts Options, newWorker 
 		workersDone.Add(1)
 		go func() {
 			defer workersDone.Done()
+			defer runtime.KeepAlive(bufs) // its memory is being decoded
 			var dec decoder
 			for j := range jobs {
 				decodeChunk(&dec, j, fn, recPool)
@@ -146,7 +143,7 @@ func Read[T any](ctx context.Context, sources []Source, opts Options, newWorker 
 					b := make([]byte, 0, chunkSize)
 					*j.buf = b
 				}
-				bufs <- j.buf
+				bufs.free <- j.buf
 				j.buf, j.data = nil, nil
 				close(j.done)
 			}
@@ -312,8 +309,10 @@ func decodeChunk[T any](dec *decoder, j *job[T], fn func(*Event) T, pool *sync.P
 
 // feed cuts one source into chunks of whole lines, queues them for the
 // sequencer in order, and hands them to the workers.
-func feed[T any](ctx context.Context, src Source, queue chan<- *job[T], jobs chan<- *job[T], bufs chan *[]byte) {
+func feed[T any](ctx context.Context, src Source, queue chan<- *job[T], jobs chan<- *job[T], chunks *chunkBufs) {
 	defer close(queue)
+	defer runtime.KeepAlive(chunks) // its memory is being read into
+	bufs := chunks.free
 	// send queues j; a job with no lines to decode is done already.
 	send := func(j *job[T]) bool {
 		j.done = make(chan struct{})
@@ -371,6 +370,37 @@ func feed[T any](ctx context.Context, src Source, queue chan<- *job[T], jobs cha
 			}
 		}
 	}
+}
+
+// chunkBufs hands out the buffers chunks are read into. They are one
+// mapping where the system offers huge pages (see mapTable), released once
+// the chunkBufs is unreachable: every goroutine that reads into or decodes
+// a buffer keeps it alive. The buffers are written once per chunk, all of
+// them within the first chunks, and first touching small pages costs a
+// fault per page.
+type chunkBufs struct {
+	free chan *[]byte
+}
+
+func newChunkBufs(n int) *chunkBufs {
+	c := &chunkBufs{free: make(chan *[]byte, n)}
+	var mem []byte
+	if n*chunkSize >= hugeTable {
+		mem = mapTable(n * chunkSize)
+	}
+	if mem != nil {
+		runtime.AddCleanup(c, unmapTable, mem)
+	}
+	for i := range n {
+		var b []byte
+		if mem != nil {
+			b = mem[i*chunkSize : i*chunkSize : (i+1)*chunkSize]
+		} else {
+			b = make([]byte, 0, chunkSize)
+		}
+		c.free <- &b
+	}
+	return c
 }
 
 // chunker cuts a stream into chunks of whole lines.

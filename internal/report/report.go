@@ -3,7 +3,6 @@
 package report
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -31,9 +30,7 @@ func Write(w io.Writer, format string, r *coverage.Report, opts Options) error {
 	case "table", "":
 		return Table(w, r, opts)
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(w, r)
 	case "markdown", "md":
 		return Markdown(w, r, opts)
 	}

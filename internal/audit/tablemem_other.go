@@ -1,0 +1,9 @@
+//go:build !linux
+
+package audit
+
+const canMapTables = false
+
+func mapTable(int) []byte { return nil }
+
+func unmapTable([]byte) {}
