@@ -11,6 +11,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -60,6 +61,16 @@ func grantCSRCreate(user string) {
 			Expect(client.IgnoreAlreadyExists(err)).To(Succeed())
 		}
 	}
+	// The API server's authorizer learns of the binding from its informers:
+	// wait until it allows the request, or the first create may be refused.
+	Eventually(func(g Gomega) {
+		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:serviceaccounts", "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: "certificates.k8s.io", Resource: "certificatesigningrequests", Verb: "create"},
+		}}
+		g.Expect(k8sClient.Create(ctx, review)).To(Succeed())
+		g.Expect(review.Status.Allowed).To(BeTrue(), review.Status.Reason)
+	}).Should(Succeed())
 }
 
 // newCSR creates a certificate request with c for the given names.

@@ -90,6 +90,22 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	summary := results.Summary(&st, cat)
+	// The manager serves its sessions' results, and their live pages, beside
+	// this controller (collector.ResultsAPI), from the aggregator this
+	// reconcile has just loaded them into.
+	summary.ResultsPage = collector.ResultsPagePath(session.Namespace, session.Name)
+	if !dirty {
+		// Nothing came in since the last write, so the ConfigMaps are the
+		// ones the status names: rendering them again (zstd and the
+		// Markdown report, for every status event) only to compare names
+		// is skipped.
+		summary.ResultsConfigMaps = session.Status.ResultsConfigMaps
+		if sameResults(&session.Status, &summary) {
+			r.Aggregator.Persisted(req.NamespacedName, version, nil)
+			return ctrl.Result{}, nil
+		}
+		summary.ResultsConfigMaps = nil
+	}
 	cms, err := results.ConfigMaps(session, &st, cat)
 	if err != nil {
 		r.Aggregator.Persisted(req.NamespacedName, version, err)
@@ -97,14 +113,6 @@ func (r *ResultsReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	for _, cm := range cms {
 		summary.ResultsConfigMaps = append(summary.ResultsConfigMaps, cm.Name)
-	}
-	// The manager serves its sessions' results, and their live pages, beside
-	// this controller (collector.ResultsAPI), from the aggregator this
-	// reconcile has just loaded them into.
-	summary.ResultsPage = collector.ResultsPagePath(session.Namespace, session.Name)
-	if !dirty && sameResults(&session.Status, &summary) {
-		r.Aggregator.Persisted(req.NamespacedName, version, nil)
-		return ctrl.Result{}, nil
 	}
 	err = r.write(ctx, session, cms, &summary)
 	r.Aggregator.Persisted(req.NamespacedName, version, err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -19,10 +18,6 @@ import (
 // DefaultAccessTTL is how long Access keeps a verdict on a token and what it
 // asked: a RoleBinding removed (or added) takes effect within it.
 const DefaultAccessTTL = 30 * time.Second
-
-// maxAccessVerdicts bounds Access's verdict cache; beyond it, expired
-// verdicts are dropped, and if none has expired the cache starts over.
-const maxAccessVerdicts = 4096
 
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -41,8 +36,7 @@ type Access struct {
 	// DefaultAccessTTL.
 	TTL time.Duration
 
-	mu       sync.Mutex
-	verdicts map[accessKey]accessVerdict
+	verdicts verdictCache[accessKey, accessVerdict]
 }
 
 // Action is what a request asks to do, as the API server's authorizer sees
@@ -61,7 +55,6 @@ type accessKey struct {
 type accessVerdict struct {
 	status  int // http.StatusOK, StatusUnauthorized or StatusForbidden
 	message string
-	expires time.Time
 }
 
 // Admit decides whether the request's bearer token may do action:
@@ -75,10 +68,7 @@ func (a *Access) Admit(r *http.Request, action Action) (int, string) {
 	}
 	key := accessKey{token: sha256.Sum256([]byte(token)), action: action}
 	now := time.Now()
-	a.mu.Lock()
-	v, ok := a.verdicts[key]
-	a.mu.Unlock()
-	if ok && now.Before(v.expires) {
+	if v, ok := a.verdicts.get(key, now); ok {
 		return v.status, v.message
 	}
 
@@ -90,22 +80,7 @@ func (a *Access) Admit(r *http.Request, action Action) (int, string) {
 	if ttl == 0 {
 		ttl = DefaultAccessTTL
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.verdicts == nil {
-		a.verdicts = map[accessKey]accessVerdict{}
-	}
-	if len(a.verdicts) >= maxAccessVerdicts {
-		for k, v := range a.verdicts {
-			if !now.Before(v.expires) {
-				delete(a.verdicts, k)
-			}
-		}
-		if len(a.verdicts) >= maxAccessVerdicts {
-			clear(a.verdicts)
-		}
-	}
-	a.verdicts[key] = accessVerdict{status: status, message: msg, expires: now.Add(ttl)}
+	a.verdicts.put(key, accessVerdict{status: status, message: msg}, now, ttl)
 	return status, msg
 }
 

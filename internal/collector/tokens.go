@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -34,14 +33,12 @@ type TokenReviewer struct {
 	// TTL of a verdict; zero means one minute.
 	TTL time.Duration
 
-	mu    sync.Mutex
-	cache map[[32]byte]verdict
+	verdicts verdictCache[[sha256.Size]byte, tokenVerdict]
 }
 
-type verdict struct {
-	id      PodIdentity
-	err     error
-	expires time.Time
+type tokenVerdict struct {
+	id  PodIdentity
+	err error
 }
 
 // Review returns the pod a token belongs to, or an error wrapping
@@ -52,12 +49,9 @@ func (t *TokenReviewer) Review(ctx context.Context, token string) (PodIdentity, 
 	}
 	key := sha256.Sum256([]byte(token))
 	now := time.Now()
-	t.mu.Lock()
-	if v, ok := t.cache[key]; ok && now.Before(v.expires) {
-		t.mu.Unlock()
+	if v, ok := t.verdicts.get(key, now); ok {
 		return v.id, v.err
 	}
-	t.mu.Unlock()
 
 	id, err := t.review(ctx, token)
 	if err != nil && !errors.Is(err, errUnauthenticated) {
@@ -67,12 +61,7 @@ func (t *TokenReviewer) Review(ctx context.Context, token string) (PodIdentity, 
 	if ttl == 0 {
 		ttl = time.Minute
 	}
-	t.mu.Lock()
-	if t.cache == nil || len(t.cache) > 10000 {
-		t.cache = map[[32]byte]verdict{} // bounded: start over
-	}
-	t.cache[key] = verdict{id: id, err: err, expires: now.Add(ttl)}
-	t.mu.Unlock()
+	t.verdicts.put(key, tokenVerdict{id: id, err: err}, now, ttl)
 	return id, err
 }
 
