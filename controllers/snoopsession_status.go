@@ -25,7 +25,7 @@ import (
 // them.
 func stopWith(session *snoopv1alpha1.SnoopSession, reason, message string) error {
 	setCondition(session, snoopv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
-	setCondition(session, snoopv1alpha1.ConditionRecording, metav1.ConditionFalse, reason, "Nothing is recorded until the spec is fixed")
+	setCondition(session, snoopv1alpha1.ConditionRecording, metav1.ConditionFalse, reason, "Nothing is recorded until what the Ready condition says is fixed")
 	setCondition(session, snoopv1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, message)
 	return reconcile.TerminalError(fmt.Errorf("%s: %s", reason, message))
 }

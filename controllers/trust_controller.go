@@ -131,11 +131,13 @@ func (r *TrustReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 	collectorRoots := ca.CertPEM
 	if r.CollectorCA != nil {
-		extra, err := r.CollectorCA()
-		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("load the collector's CA: %w", err)
+		// A broken ca.crt must not stop what pods need to start (the pair,
+		// the bundle): only shipping to the collector suffers from it.
+		if extra, err := r.CollectorCA(); err != nil {
+			log.Error(err, "The collector's CA is unreadable; sidecars verify the collector with the operator's CA alone")
+		} else {
+			collectorRoots = issuer.JoinPEM(ca.CertPEM, extra)
 		}
-		collectorRoots = issuer.JoinPEM(ca.CertPEM, extra)
 	}
 
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: webhook.ProxyCertSecret}}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -13,8 +14,17 @@ import (
 // when mapping fails, are ordinary slices. A nil *tableMem makes only
 // ordinary slices.
 type tableMem struct {
+	// mu guards live: freeAll runs on the runtime's cleanup goroutine.
+	mu sync.Mutex
 	// live are the mappings handed out and not freed, by their address.
 	live map[unsafe.Pointer][]byte
+}
+
+// liveMappings is how many mappings are handed out and not freed.
+func (m *tableMem) liveMappings() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.live)
 }
 
 // hugeTable is the smallest table worth a mapping of its own: one huge page.
@@ -37,7 +47,9 @@ func makeTable[E any](m *tableMem, n int) []E {
 	if size := n * int(unsafe.Sizeof(zero)); m != nil && size >= hugeTable {
 		if b := mapTable(size); b != nil {
 			p := unsafe.Pointer(unsafe.SliceData(b))
+			m.mu.Lock()
 			m.live[p] = b
+			m.mu.Unlock()
 			return unsafe.Slice((*E)(p), n)
 		}
 	}
@@ -51,13 +63,18 @@ func freeTable[E any](m *tableMem, s []E) {
 		return
 	}
 	p := unsafe.Pointer(unsafe.SliceData(s))
-	if b, ok := m.live[p]; ok {
-		delete(m.live, p)
+	m.mu.Lock()
+	b, ok := m.live[p]
+	delete(m.live, p)
+	m.mu.Unlock()
+	if ok {
 		unmapTable(b)
 	}
 }
 
 func (m *tableMem) freeAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for p, b := range m.live {
 		delete(m.live, p)
 		unmapTable(b)

@@ -46,15 +46,22 @@ func TestDeduperMappedTables(t *testing.T) {
 			want++
 		}
 	}
-	if want == 0 || len(m.live) != want {
-		t.Fatalf("%d mappings live, want %d (and some)", len(m.live), want)
+	if live := m.liveMappings(); want == 0 || live != want {
+		t.Fatalf("%d mappings live, want %d (and some)", live, want)
 	}
+	m.mu.Lock()
+	for p := range m.live {
+		if uintptr(p)%hugeTable != 0 {
+			t.Errorf("a mapping at %p is not on a huge-page boundary", p)
+		}
+	}
+	m.mu.Unlock()
 	d = nil
-	for deadline := time.Now().Add(5 * time.Second); len(m.live) > 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); m.liveMappings() > 0 && time.Now().Before(deadline); {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(m.live) != 0 {
-		t.Errorf("%d mappings live after the Deduper is gone", len(m.live))
+	if live := m.liveMappings(); live != 0 {
+		t.Errorf("%d mappings live after the Deduper is gone", live)
 	}
 }

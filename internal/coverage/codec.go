@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"sort"
 
-	"github.com/klauspost/compress/zstd"
-
 	"apisnoop.dev/kube-apisnoop/internal/zjson"
 )
 
@@ -72,10 +70,9 @@ func clientLess(a, b Client) bool {
 // deltaCodec bounds a decoded delta at 32 MiB: its maps are bounded (see
 // MaxClients, MaxUnknownPaths), and a full one encodes to about 10 MB.
 // Every recording sidecar encodes deltas for the life of its pod, so the
-// encoder is the small one (SpeedDefault, a 256 KiB window): at
-// SpeedBetterCompression it held about 20 MiB, more than the rest of the
-// sidecar.
-var deltaCodec = &zjson.Codec{Name: "delta", Level: zstd.SpeedFastest, Window: 256 << 10, MaxDecoded: 32 << 20}
+// codec is zjson.Resident: at SpeedBetterCompression the encoder held about
+// 20 MiB, more than the rest of the sidecar.
+var deltaCodec = zjson.Resident("delta", 32<<20)
 
 // Encode serializes a delta compactly: JSON compressed with zstd.
 func Encode(d *Delta) ([]byte, error) { return deltaCodec.Encode(d) }

@@ -24,8 +24,8 @@ import (
 // Lease. Helm and kustomize delete what they installed, the ServiceAccount
 // among it, but never knew of these; with the reference the garbage
 // collector deletes them once the ServiceAccount is gone. The objects are
-// made at different times (the proxies' pair when the first proxy needs it,
-// the Lease by leader election), so they are looked at every ownerRetry
+// made at different times (the Secrets as their controllers start, the
+// Lease once leader election has run), so they are looked at every ownerRetry
 // until all exist and name the owner, then every interval, in case one is
 // deleted and made again; an object that already names the owner costs one
 // read.

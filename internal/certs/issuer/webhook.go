@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -209,8 +210,9 @@ func (s *ServingSecret) NeedLeaderElection() bool { return false }
 
 // CertDirCA returns what verifies a serving certificate issued by someone
 // else: the ca.crt beside tls.crt and tls.key in dir, as cert-manager
-// writes it. A directory without one gives nothing (the issuer's CA is not
-// known here); a ca.crt without a certificate is an error.
+// writes it. A directory without one, or with an empty one, gives nothing
+// (the issuer's CA is not known here); a ca.crt with something else than
+// certificates is an error.
 func CertDirCA(dir string) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		path := filepath.Join(dir, SecretKeyCA)
@@ -220,6 +222,9 @@ func CertDirCA(dir string) func() ([]byte, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			return nil, nil
 		}
 		if _, err := certutil.ParseCertsPEM(data); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)

@@ -78,6 +78,12 @@ func TestCollectorRootsWithCertManager(t *testing.T) {
 	if extra, err := load(); err != nil || extra != nil {
 		t.Fatalf("a directory without ca.crt: %q, %v; want nothing", extra, err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if extra, err := load(); err != nil || extra != nil {
+		t.Fatalf("an empty ca.crt: %q, %v; want nothing", extra, err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
