@@ -39,6 +39,9 @@ type Operator struct {
 	// WebhookPort is where the manager serves the pod webhook on 127.0.0.1.
 	WebhookPort  int
 	SidecarImage string
+	// WebhookCertDir, when set, is the manager's --webhook-cert-dir: it
+	// serves the pair there, as with cert-manager.
+	WebhookCertDir string
 
 	cfg *rest.Config
 }
@@ -85,7 +88,7 @@ func (o *Operator) Start(ctx context.Context, opts ctrl.Options) (stop func() er
 		opts.HealthProbeBindAddress = "0"
 	}
 	mgr, err := manager.New(asOperator, manager.Config{Namespace: o.Namespace, Webhook: manager.WebhookConfig{
-		Host: "127.0.0.1", Port: o.WebhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: o.SidecarImage,
+		Host: "127.0.0.1", Port: o.WebhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: o.SidecarImage, CertDir: o.WebhookCertDir,
 		CollectorURL: fmt.Sprintf("https://127.0.0.1:%d%s", o.WebhookPort, intake.Path),
 	}}, opts)
 	if err != nil {
