@@ -1,36 +1,15 @@
 package issuer
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
+	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 )
-
-// servingPair signs a serving certificate for 127.0.0.1 with ca.
-func servingPair(t *testing.T, ca *signer.CA) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := ca.SignServing(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "collector"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, PublicKey: &key.PublicKey}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(certPEM)
-	return tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: key}
-}
 
 // verifies reports whether a client that trusts exactly roots (PEM), as
 // the sidecar's --collector-ca-file does, completes a TLS handshake with a
@@ -65,13 +44,9 @@ func verifies(t *testing.T, roots []byte, pair tls.Certificate) bool {
 // Secret the manager mounts as --webhook-cert-dir), the roots sidecars get
 // for the collector verify it, and still verify the operator's own.
 func TestCollectorRootsWithCertManager(t *testing.T) {
-	operatorCA, err := signer.NewCA("apisnoop")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certManagerCA, err := signer.NewCA("cert-manager")
-	if err != nil {
-		t.Fatal(err)
+	operatorCA, certManagerCA := proxytest.NewCA(t), proxytest.NewCA(t)
+	caPEM := func(ca *proxytest.CA) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Leaf.Raw})
 	}
 	dir := t.TempDir()
 	load := CertDirCA(dir)
@@ -90,17 +65,17 @@ func TestCollectorRootsWithCertManager(t *testing.T) {
 	if _, err := load(); err == nil {
 		t.Fatal("a ca.crt without a certificate was accepted")
 	}
-	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), certManagerCA.CertPEM, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), caPEM(certManagerCA), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	extra, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := JoinPEM(operatorCA.CertPEM, extra)
+	roots := JoinPEM(caPEM(operatorCA), extra)
 
-	certManagerPair, operatorPair := servingPair(t, certManagerCA), servingPair(t, operatorCA)
-	if verifies(t, operatorCA.CertPEM, certManagerPair) {
+	certManagerPair, operatorPair := certManagerCA.Serving(t), operatorCA.Serving(t)
+	if verifies(t, caPEM(operatorCA), certManagerPair) {
 		t.Fatal("the operator's CA alone verifies cert-manager's certificate; the test proves nothing")
 	}
 	if !verifies(t, roots, certManagerPair) {
