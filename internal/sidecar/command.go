@@ -216,11 +216,14 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if o.collectorURL != "" {
 		client := &http.Client{Timeout: 10 * time.Second}
 		if o.collectorCAFile != "" {
-			pool, err := loadCertPool(o.collectorCAFile)
+			// Read again when the collector's chain does not verify: the
+			// operator rewrites the file when the CA behind the collector's
+			// certificate changes (cert-manager's, at a renewal).
+			roots, err := certs.NewRootsFile(o.collectorCAFile)
 			if err != nil {
 				return fmt.Errorf("load --collector-ca-file: %w", err)
 			}
-			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+			client.Transport = &http.Transport{TLSClientConfig: roots.TLSConfig()}
 		}
 		shipper, err = record.NewShipper(record.ShipperConfig{
 			URL: o.collectorURL, Client: client, Source: o.source, Release: cat.Release,
