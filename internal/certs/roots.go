@@ -45,23 +45,31 @@ func (r *RootsFile) read() error {
 	return nil
 }
 
-// TLSConfig verifies servers against the file's CAs, as RootCAs would, but
-// reads the file again before refusing a chain.
-func (r *RootsFile) TLSConfig() *tls.Config {
+// TLSConfig verifies a server, named serverName (a DNS name or an IP
+// address, as in the URL dialled), against the file's CAs, as RootCAs and
+// ServerName would, but reads the file again before refusing a chain.
+func (r *RootsFile) TLSConfig(serverName string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		// Verification is VerifyConnection's, with the same rules
-		// (chain and server name) against the current pool.
+		ServerName: serverName,
+		// Verification is VerifyConnection's, with the same rules (chain,
+		// and serverName: the connection state has no name for an IP
+		// address, which is sent without SNI) against the current pool.
 		InsecureSkipVerify: true,
-		VerifyConnection:   r.verify,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return r.verify(cs, serverName)
+		},
 	}
 }
 
-func (r *RootsFile) verify(cs tls.ConnectionState) error {
+func (r *RootsFile) verify(cs tls.ConnectionState, serverName string) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("the server sent no certificate")
 	}
-	err := verifyChain(cs, r.current.Load())
+	if serverName == "" {
+		return errors.New("no server name to verify the certificate for")
+	}
+	err := verifyChain(cs, serverName, r.current.Load())
 	if err == nil {
 		return nil
 	}
@@ -70,11 +78,11 @@ func (r *RootsFile) verify(cs tls.ConnectionState) error {
 	if readErr := r.read(); readErr != nil {
 		return err // the pool read before stays
 	}
-	return verifyChain(cs, r.current.Load())
+	return verifyChain(cs, serverName, r.current.Load())
 }
 
-func verifyChain(cs tls.ConnectionState, roots *x509.CertPool) error {
-	opts := x509.VerifyOptions{Roots: roots, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
+func verifyChain(cs tls.ConnectionState, serverName string, roots *x509.CertPool) error {
+	opts := x509.VerifyOptions{Roots: roots, DNSName: serverName, Intermediates: x509.NewCertPool()}
 	for _, c := range cs.PeerCertificates[1:] {
 		opts.Intermediates.AddCert(c)
 	}

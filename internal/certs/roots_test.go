@@ -37,8 +37,7 @@ func TestRootsFileFollowsTheFile(t *testing.T) {
 		srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
 		srv.StartTLS()
 		defer srv.Close()
-		cfg := roots.TLSConfig()
-		cfg.ServerName = serverName
+		cfg := roots.TLSConfig(serverName)
 		client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 		resp, err := client.Get(srv.URL)
 		if err == nil {
@@ -59,8 +58,13 @@ func TestRootsFileFollowsTheFile(t *testing.T) {
 	if err := get(otherCA.Serving(t), "127.0.0.1"); err == nil {
 		t.Error("a server of a CA never in the file was trusted")
 	}
+	// The connections all go to 127.0.0.1; the names are what the client
+	// expects the certificate to say.
 	if err := get(newCA.Serving(t), "collector.example"); err == nil {
-		t.Error("a certificate for other names was trusted")
+		t.Error("a certificate for other DNS names was trusted")
+	}
+	if err := get(newCA.Serving(t), "10.0.0.1"); err == nil {
+		t.Error("a certificate for other IP addresses was trusted")
 	}
 	if err := os.WriteFile(file, []byte("torn"), 0o600); err != nil {
 		t.Fatal(err)

@@ -223,7 +223,11 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			if err != nil {
 				return fmt.Errorf("load --collector-ca-file: %w", err)
 			}
-			client.Transport = &http.Transport{TLSClientConfig: roots.TLSConfig()}
+			collector, err := url.Parse(o.collectorURL)
+			if err != nil {
+				return fmt.Errorf("parse --collector: %w", err)
+			}
+			client.Transport = &http.Transport{TLSClientConfig: roots.TLSConfig(collector.Hostname())}
 		}
 		shipper, err = record.NewShipper(record.ShipperConfig{
 			URL: o.collectorURL, Client: client, Source: o.source, Release: cat.Release,
