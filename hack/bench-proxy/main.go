@@ -207,47 +207,44 @@ func run(o options) error {
 		return err
 	}
 	defer sink.close()
-	if wanted("snoop-proxy") {
-		snoop, cmd, err := startSnoopProxy(o.snoopProxy, dir, upstream, caFile, sink)
+	// add keeps a started target, and its process to stop at the end.
+	add := func(t *target, cmd *exec.Cmd, err error) error {
 		if err != nil {
 			return err
 		}
 		procs = append(procs, cmd)
-		targets = append(targets, snoop)
+		targets = append(targets, t)
+		return nil
+	}
+	if wanted("snoop-proxy") {
+		if err := add(startSnoopProxy(o.snoopProxy, dir, upstream, caFile, sink)); err != nil {
+			return err
+		}
 	}
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
 		other, cmd, err := startSnoopProxy(bin, dir, upstream, caFile, sink)
-		if err != nil {
+		if err == nil {
+			other.name = name
+		}
+		if err := add(other, cmd, err); err != nil {
 			return err
 		}
-		other.name = name
-		procs = append(procs, cmd)
-		targets = append(targets, other)
 	}
 	if o.bare != "" && wanted("bare") {
-		bare, cmd, err := startBareProxy(o.bare, dir, upstream, caFile)
-		if err != nil {
+		if err := add(startBareProxy(o.bare, dir, upstream, caFile)); err != nil {
 			return err
 		}
-		procs = append(procs, cmd)
-		targets = append(targets, bare)
 	}
 	if o.kubectl != "" && wanted("kubectl") {
-		kubectl, cmd, err := startKubectlProxy(o.kubectl, dir, upstream, cp.Config.CAData)
-		if err != nil {
+		if err := add(startKubectlProxy(o.kubectl, dir, upstream, cp.Config.CAData)); err != nil {
 			return err
 		}
-		procs = append(procs, cmd)
-		targets = append(targets, kubectl)
 	}
 	if o.mitmdump != "" && wanted("mitmproxy") {
-		mitm, cmd, err := startMitmdump(o.mitmdump, dir, upstream, caFile)
-		if err != nil {
+		if err := add(startMitmdump(o.mitmdump, dir, upstream, caFile)); err != nil {
 			return err
 		}
-		procs = append(procs, cmd)
-		targets = append(targets, mitm)
 	}
 	for _, t := range targets {
 		if err := waitServing(t, "/api/v1/namespaces/"+ns+"/configmaps/cm-042", 30*time.Second); err != nil {

@@ -383,8 +383,8 @@ func loadUncached(release string) (*Catalog, error) {
 //
 // A process loads a release's catalog once (Load caches it), so the zstd
 // decoder and json-iterator's decoders are made for the call and left to
-// the collector: kept, they were about 3 MiB of live heap, and twice that
-// of resident memory, in every recording sidecar.
+// the collector: kept, they were about 3 MiB of live heap in every
+// recording sidecar.
 func decodeEmbedded(compressed []byte) (*Catalog, error) {
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(catalogCodec.MaxDecoded))
 	if err != nil {

@@ -33,16 +33,26 @@ func NewRootsFile(path string) (*RootsFile, error) {
 }
 
 func (r *RootsFile) read() error {
-	data, err := os.ReadFile(r.path)
+	pool, err := LoadRoots(r.path)
 	if err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return fmt.Errorf("no PEM certificate in %s", r.path)
-	}
 	r.current.Store(pool)
 	return nil
+}
+
+// LoadRoots reads a pool of trusted CAs from a PEM file once; it fails when
+// the file holds no certificate.
+func LoadRoots(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("no PEM certificate in %s", path)
+	}
+	return pool, nil
 }
 
 // TLSConfig verifies a server, named serverName (a DNS name or an IP

@@ -7,7 +7,6 @@ package sidecar
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -176,7 +175,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return fmt.Errorf("parse --upstream: %w", err)
 	}
-	roots, err := loadCertPool(o.upstreamCAFile)
+	roots, err := certs.LoadRoots(o.upstreamCAFile)
 	if err != nil {
 		return fmt.Errorf("load --upstream-ca-file: %w", err)
 	}
@@ -377,16 +376,4 @@ func checkLoopback(addr string) error {
 		return fmt.Errorf("check --results-listen %q: %w: /results names the pod's clients, so it is served on 127.0.0.1 or [::1] only (reach it with kubectl port-forward)", addr, errNotLoopback)
 	}
 	return nil
-}
-
-func loadCertPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("no PEM certificate in %s", file)
-	}
-	return pool, nil
 }
