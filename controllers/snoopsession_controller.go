@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
+	"apisnoop.dev/kube-apisnoop/internal/auditscope"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
@@ -70,7 +71,7 @@ type SnoopSessionReconciler struct {
 	// AuditNamespaces are where sessions with spec.source: audit are taken;
 	// elsewhere they stop with AuditSourceNotAllowed (the audit sink skips
 	// them too). Empty takes none.
-	AuditNamespaces targets.AuditNamespaces
+	AuditNamespaces auditscope.Namespaces
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 

@@ -20,7 +20,6 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
-	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/collector"
 	"apisnoop.dev/kube-apisnoop/internal/results"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
@@ -319,7 +318,7 @@ var _ = Describe("SnoopSession controller", func() {
 		Expect(k8sClient.Create(ctx, s)).To(Succeed())
 		Eventually(func(g Gomega) []string { return getSession(s)(g).Finalizers }).Should(ContainElement(Finalizer))
 
-		managed := map[string]string{issuer.ManagedByLabel: issuer.ManagedByValue}
+		managed := map[string]string{snoopv1alpha1.ManagedByLabel: snoopv1alpha1.ManagedByValue}
 		for name, labels := range map[string]map[string]string{
 			"session-results":   results.Labels(s.Name),
 			"session-results-1": results.Labels(s.Name),

@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"apisnoop.dev/kube-apisnoop/internal/auditscope"
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
-	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
 	"apisnoop.dev/kube-apisnoop/internal/testenv/suite"
 )
@@ -65,7 +65,7 @@ var _ = BeforeSuite(func() {
 		Releases: &releases.Resolver{Discovery: disco},
 		Recorder: mgr.GetEventRecorder("apisnoop-snoopsession"),
 		// As the manager defaults it: audit sessions in its own namespace.
-		AuditNamespaces: targets.AuditNamespaces{operatorNamespace},
+		AuditNamespaces: auditscope.Namespaces{operatorNamespace},
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	// The signer, approving requests from the operator's service account

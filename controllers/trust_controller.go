@@ -245,7 +245,7 @@ func (r *TrustReconciler) ensure(ctx context.Context, obj client.Object, mutate 
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		labels[issuer.ManagedByLabel] = issuer.ManagedByValue
+		labels[snoopv1alpha1.ManagedByLabel] = snoopv1alpha1.ManagedByValue
 		obj.SetLabels(labels)
 		return nil
 	})

@@ -13,6 +13,14 @@ const ClusterRelease = "cluster"
 // the webhook configuration does not even send such pods to the operator.
 const IgnoreLabel = "snoop.apisnoop.dev/ignore"
 
+// ManagedByLabel, with ManagedByValue, marks the Secrets and ConfigMaps the
+// operator writes. The manager watches only objects with it, so that it never
+// caches the cluster's other Secrets, and deletes only objects with it.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "kube-apisnoop"
+)
+
 // InterceptionMode says how an injected pod's API traffic reaches the proxy.
 // +kubebuilder:validation:Enum=iptables;env
 type InterceptionMode string

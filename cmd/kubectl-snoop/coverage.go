@@ -9,11 +9,11 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
+	"apisnoop.dev/kube-apisnoop/internal/auditscope"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/report"
-	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
 func newCoverageCommand() *cobra.Command {
@@ -61,7 +61,7 @@ the custom resources they mention still installed.
 			opts := audit.Options{Progress: progressPrinter(), OnMalformed: malformedWarner()}
 			if len(filter.Users)+len(filter.ServiceAccounts)+len(filter.Namespaces)+len(filter.UserAgents) > 0 {
 				// The same rule as a SnoopSession's spec.audit.
-				opts.Select = targets.NewAuditSelector(&snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{Audit: &filter}}).Matches
+				opts.Select = auditscope.NewSelector(&snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{Audit: &filter}}).Matches
 			}
 			stats, err := audit.AnalyzeSources(cmd.Context(), logSources(logs), match.New(cat), delta, opts)
 			if err != nil {

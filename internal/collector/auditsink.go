@@ -17,6 +17,7 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
+	"apisnoop.dev/kube-apisnoop/internal/auditscope"
 	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
@@ -82,7 +83,7 @@ type AuditSink struct {
 	// Namespaces are where audit sessions are taken: the controller stops
 	// the others, and the sink counts nothing for them even while their
 	// status still says Ready.
-	Namespaces targets.AuditNamespaces
+	Namespaces auditscope.Namespaces
 	// Elected is closed once this replica leads; only the leader merges.
 	// Nil means always.
 	Elected <-chan struct{}
@@ -285,7 +286,7 @@ func (s *AuditSink) read(r *http.Request) (*eventList, error) {
 // auditSession is a session the stream feeds, with what matching needs.
 type auditSession struct {
 	key      types.NamespacedName
-	selector *targets.AuditSelector
+	selector *auditscope.Selector
 	catalog  *auditCatalog
 }
 
@@ -312,7 +313,7 @@ func (s *AuditSink) sessions(ctx context.Context) ([]auditSession, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve release %s of snoopsession %s: %w", session.Spec.KubernetesRelease, key, err)
 		}
-		out = append(out, auditSession{key: key, selector: targets.NewAuditSelector(session), catalog: s.catalog(cat)})
+		out = append(out, auditSession{key: key, selector: auditscope.NewSelector(session), catalog: s.catalog(cat)})
 	}
 	return out, nil
 }

@@ -20,10 +20,10 @@ import (
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 	"apisnoop.dev/kube-apisnoop/internal/audit/auditgen"
+	"apisnoop.dev/kube-apisnoop/internal/auditscope"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/match"
-	"apisnoop.dev/kube-apisnoop/internal/targets"
 )
 
 // The refusals that come before a batch's token is reviewed: their status,
@@ -158,8 +158,8 @@ func TestAuditSinkFieldsMatchAuditLog(t *testing.T) {
 
 	sink := &AuditSink{}
 	sink.init()
-	selector := func(users ...string) *targets.AuditSelector {
-		return targets.NewAuditSelector(&snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{Audit: &snoopv1alpha1.AuditFilter{Users: users}}})
+	selector := func(users ...string) *auditscope.Selector {
+		return auditscope.NewSelector(&snoopv1alpha1.SnoopSession{Spec: snoopv1alpha1.SnoopSessionSpec{Audit: &snoopv1alpha1.AuditFilter{Users: users}}})
 	}
 	sessions := []auditSession{
 		{selector: selector("tester"), catalog: sink.catalog(cat)},
@@ -256,7 +256,7 @@ func TestAuditSinkTakesOnlyAllowedNamespaces(t *testing.T) {
 		s.Status.Conditions = []metav1.Condition{{Type: snoopv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: snoopv1alpha1.ReasonReleaseResolved}}
 		return s
 	}
-	sink := &AuditSink{Namespaces: targets.AuditNamespaces{"apisnoop-system"}}
+	sink := &AuditSink{Namespaces: auditscope.Namespaces{"apisnoop-system"}}
 	for _, c := range []struct {
 		session *snoopv1alpha1.SnoopSession
 		want    bool

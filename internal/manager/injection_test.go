@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
-	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/targets"
 	"apisnoop.dev/kube-apisnoop/internal/testenv"
@@ -329,7 +328,7 @@ var _ = Describe("Injection, live", Ordered, func() {
 
 	It("labels what it writes, so that its cache holds nothing else", func() {
 		var list corev1.SecretList
-		Expect(admin.List(ctx, &list, client.MatchingLabels{issuer.ManagedByLabel: issuer.ManagedByValue})).To(Succeed())
+		Expect(admin.List(ctx, &list, client.MatchingLabels{snoopv1alpha1.ManagedByLabel: snoopv1alpha1.ManagedByValue})).To(Succeed())
 		Expect(list.Items).NotTo(BeEmpty())
 	})
 })

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"apisnoop.dev/kube-apisnoop/controllers"
+	"apisnoop.dev/kube-apisnoop/internal/auditscope"
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/collector"
@@ -44,7 +45,7 @@ type Config struct {
 	ClusterDomain string
 	// AuditSessionNamespaces are where SnoopSessions with spec.source: audit
 	// are taken ("*": everywhere); empty means Namespace only. See
-	// targets.AuditNamespaces.
+	// auditscope.Namespaces.
 	AuditSessionNamespaces []string
 	Webhook                WebhookConfig
 }
@@ -164,9 +165,9 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	}
 	// The API server's audit webhook backend, for sessions with
 	// spec.source: audit.
-	auditNamespaces := targets.AuditNamespaces(opConfig.AuditSessionNamespaces)
+	auditNamespaces := auditscope.Namespaces(opConfig.AuditSessionNamespaces)
 	if len(auditNamespaces) == 0 {
-		auditNamespaces = targets.AuditNamespaces{opConfig.Namespace}
+		auditNamespaces = auditscope.Namespaces{opConfig.Namespace}
 	}
 	auditSink := &collector.AuditSink{
 		Namespaces: auditNamespaces,

@@ -18,7 +18,6 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
-	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 	"apisnoop.dev/kube-apisnoop/internal/report"
 )
@@ -313,7 +312,7 @@ const (
 // select them: the operator's ManagedByLabel and SessionLabel.
 func Labels(session string) map[string]string {
 	return map[string]string{
-		issuer.ManagedByLabel: issuer.ManagedByValue,
+		snoopv1alpha1.ManagedByLabel: snoopv1alpha1.ManagedByValue,
 		SessionLabel:          sessionLabelValue(session),
 	}
 }

@@ -17,7 +17,6 @@ import (
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
-	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/coverage"
 )
 
@@ -141,7 +140,7 @@ func TestConfigMapsRoundTrip(t *testing.T) {
 	if cm.Name != "demo-results" || cm.Namespace != "shop" {
 		t.Errorf("ConfigMap %s/%s, want shop/demo-results", cm.Namespace, cm.Name)
 	}
-	if cm.Labels[issuer.ManagedByLabel] != issuer.ManagedByValue || cm.Labels[SessionLabel] != "demo" {
+	if cm.Labels[snoopv1alpha1.ManagedByLabel] != snoopv1alpha1.ManagedByValue || cm.Labels[SessionLabel] != "demo" {
 		t.Errorf("labels %v", cm.Labels)
 	}
 	ref := metav1.GetControllerOf(cm)

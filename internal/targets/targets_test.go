@@ -42,25 +42,3 @@ func TestMatches(t *testing.T) {
 		})
 	}
 }
-
-func TestAuditNamespaces(t *testing.T) {
-	for _, c := range []struct {
-		allowed   AuditNamespaces
-		namespace string
-		want      bool
-		describe  string
-	}{
-		{nil, "apisnoop-system", false, "in no namespace"},
-		{AuditNamespaces{"apisnoop-system"}, "apisnoop-system", true, "only in namespace apisnoop-system"},
-		{AuditNamespaces{"apisnoop-system"}, "team-a", false, "only in namespace apisnoop-system"},
-		{AuditNamespaces{"apisnoop-system", "conformance"}, "conformance", true, "only in namespaces apisnoop-system, conformance"},
-		{AuditNamespaces{"apisnoop-system", "*"}, "team-a", true, "in every namespace"},
-	} {
-		if got := c.allowed.Allows(c.namespace); got != c.want {
-			t.Errorf("%v.Allows(%q) = %v, want %v", c.allowed, c.namespace, got, c.want)
-		}
-		if got := c.allowed.Describe(); got != c.describe {
-			t.Errorf("%v.Describe() = %q, want %q", c.allowed, got, c.describe)
-		}
-	}
-}

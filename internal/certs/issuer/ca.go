@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/certs/signer"
 )
 
@@ -19,27 +20,21 @@ import (
 // a pair: the one clients of the pair trust.
 const SecretKeyCA = "ca.crt"
 
-// ManagedByLabel marks the Secrets and ConfigMaps the operator writes. The
-// manager watches only objects with it, so that it never caches the cluster's
-// other Secrets, and deletes only objects with it.
-const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "kube-apisnoop"
-)
-
-// Managed selects the objects that carry ManagedByLabel.
+// Managed selects the objects that carry snoopv1alpha1.ManagedByLabel.
 func Managed() labels.Selector {
-	return labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})
+	return labels.SelectorFromSet(labels.Set{snoopv1alpha1.ManagedByLabel: snoopv1alpha1.ManagedByValue})
 }
 
 // IsManaged reports whether the operator wrote an object.
-func IsManaged(obj metav1.Object) bool { return obj.GetLabels()[ManagedByLabel] == ManagedByValue }
+func IsManaged(obj metav1.Object) bool {
+	return obj.GetLabels()[snoopv1alpha1.ManagedByLabel] == snoopv1alpha1.ManagedByValue
+}
 
 func markManaged(obj *metav1.ObjectMeta) {
 	if obj.Labels == nil {
 		obj.Labels = map[string]string{}
 	}
-	obj.Labels[ManagedByLabel] = ManagedByValue
+	obj.Labels[snoopv1alpha1.ManagedByLabel] = snoopv1alpha1.ManagedByValue
 }
 
 // CAStore keeps the operator's CA in a Secret of its own namespace, making it

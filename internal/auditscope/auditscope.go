@@ -1,4 +1,9 @@
-package targets
+// Package auditscope says which audited requests a SnoopSession of the
+// audit stream counts (its spec.audit) and in which namespaces such sessions
+// are taken at all. It is apart from package targets, which selects pods
+// through the API server, so that kubectl-snoop reads audit logs with the
+// same filter without linking the operator.
+package auditscope
 
 import (
 	"slices"
@@ -8,22 +13,22 @@ import (
 	"apisnoop.dev/kube-apisnoop/internal/audit"
 )
 
-// AuditNamespaces are the namespaces whose SnoopSessions may take the API
+// Namespaces are the namespaces whose SnoopSessions may take the API
 // server's audit stream (spec.source: audit); "*" is every namespace. An
 // audit session counts requests from the whole cluster, whoever sent them,
 // so whoever may create a session in a namespace, or read the results
 // there, would learn which users and workloads of the cluster call what:
 // the operator takes audit sessions only in the namespaces a cluster admin
 // names (the manager's --audit-session-namespaces), by default its own.
-type AuditNamespaces []string
+type Namespaces []string
 
 // Allows reports whether an audit session in namespace is taken.
-func (a AuditNamespaces) Allows(namespace string) bool {
+func (a Namespaces) Allows(namespace string) bool {
 	return slices.Contains(a, "*") || slices.Contains(a, namespace)
 }
 
 // Describe says where audit sessions are taken, for messages.
-func (a AuditNamespaces) Describe() string {
+func (a Namespaces) Describe() string {
 	switch {
 	case slices.Contains(a, "*"):
 		return "in every namespace"
@@ -35,18 +40,18 @@ func (a AuditNamespaces) Describe() string {
 	return "only in namespaces " + strings.Join(a, ", ")
 }
 
-// AuditSelector is a session's spec.audit, parsed: which audited requests
+// Selector is a session's spec.audit, parsed: which audited requests
 // the session counts.
-type AuditSelector struct {
+type Selector struct {
 	users      map[string]bool // users and service accounts, as user names
 	namespaces map[string]bool
 	userAgents []string // prefixes
 }
 
-// NewAuditSelector parses spec.audit. A session without one counts every
+// NewSelector parses spec.audit. A session without one counts every
 // audited request.
-func NewAuditSelector(session *snoopv1alpha1.SnoopSession) *AuditSelector {
-	sel := &AuditSelector{}
+func NewSelector(session *snoopv1alpha1.SnoopSession) *Selector {
+	sel := &Selector{}
 	f := session.Spec.Audit
 	if f == nil {
 		return sel
@@ -75,7 +80,7 @@ func NewAuditSelector(session *snoopv1alpha1.SnoopSession) *AuditSelector {
 // Matches reports whether the session counts a request by user, about an
 // object in namespace (empty for cluster-scoped and non-resource
 // requests), sent with userAgent: it passes every list the filter sets.
-func (s *AuditSelector) Matches(user, namespace, userAgent string) bool {
+func (s *Selector) Matches(user, namespace, userAgent string) bool {
 	if s.users != nil && !s.users[user] {
 		return false
 	}
