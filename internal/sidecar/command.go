@@ -175,7 +175,12 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return fmt.Errorf("parse --upstream: %w", err)
 	}
-	roots, err := certs.LoadRoots(o.upstreamCAFile)
+	// Read again when the API server's chain does not verify: the file is
+	// a mounted ConfigMap (the namespace's trust bundle, or a service
+	// account's ca.crt), which the kubelet rewrites when the cluster CA is
+	// rotated, and a sidecar running for weeks must follow without a
+	// restart.
+	upstreamRoots, err := certs.NewRootsFile(o.upstreamCAFile)
 	if err != nil {
 		return fmt.Errorf("load --upstream-ca-file: %w", err)
 	}
@@ -196,7 +201,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		// No credentials of its own: the client's are forwarded unchanged.
 		Transport: &http.Transport{
 			Proxy:               nil,
-			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			TLSClientConfig:     upstreamRoots.TLSConfig(upstream.Hostname()),
 			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,

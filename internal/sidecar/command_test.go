@@ -464,3 +464,42 @@ func startProxyCommand(t *testing.T, upstream *httptest.Server, args ...string) 
 	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
 	return p
 }
+
+// TestFollowsTheUpstreamCA replaces the API server's CA in the file the
+// sidecar was started with, as the kubelet rewrites a service account's
+// ca.crt when the cluster CA is rotated: requests that failed against the
+// old CA pass without a restart, and a CA that signed nothing of the
+// server's still fails.
+func TestFollowsTheUpstreamCA(t *testing.T) {
+	keepRuntime(t)
+	upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"kind": "PodList"}`)
+	}))
+	defer upstream.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	other, _ := selfSigned(t)
+	if err := os.WriteFile(caFile, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxyCommand(t, upstream, "--upstream-ca-file", caFile)
+	get := func() int {
+		t.Helper()
+		resp, err := p.client.Get("https://" + p.listen + "/api/v1/pods")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusBadGateway {
+		t.Fatalf("with a CA that did not sign the API server's certificate: %d, want 502", code)
+	}
+	rotated := append(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})...)
+	if err := os.WriteFile(caFile, rotated, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("after the CA file gained the API server's CA: %d, want 200", code)
+	}
+}
