@@ -119,14 +119,14 @@ func TestRecorderLoadsSchemasOnlyForBodies(t *testing.T) {
 	rec := newTestRecorder(t)
 	rec.Observe(&Event{ID: 1, Stage: StageResponseComplete, Method: "POST", Path: configMapsPath, Status: 201})
 	rec.Observe(&Event{ID: 2, Stage: StageResponseComplete, Method: "GET", Path: configMapsPath, Status: 200})
-	if rec.bodies.loaded.Load() {
+	if rec.matching.Load().bodies.loaded.Load() {
 		t.Fatal("schemas loaded without a body")
 	}
 	if d := rec.Take(); d.Requests != 2 || len(d.Fields) != 0 {
 		t.Fatalf("delta of %d requests with fields %v, want 2 and none", d.Requests, d.Fields)
 	}
 	rec.Observe(bodyEvent(3, "POST", configMapsPath, "application/json", `{"metadata":{"name":"a"}}`))
-	if !rec.bodies.loaded.Load() {
+	if !rec.matching.Load().bodies.loaded.Load() {
 		t.Error("schemas not loaded for a body")
 	}
 	if fc := rec.Take().Fields[configMapCreate]; fc == nil || fc.Set["metadata.name"] != 1 {

@@ -3,6 +3,7 @@ package record
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/bodyfields"
@@ -15,9 +16,10 @@ import (
 // out is kept too, so Total can show everything since the start (the local
 // results endpoint). It is an Observer.
 type Recorder struct {
-	matcher *match.Matcher
-	metrics *Metrics
-	bodies  *bodyWalker
+	// matching is what requests are matched and bodies read against;
+	// SetMatcher replaces it while requests are observed.
+	matching atomic.Pointer[matching]
+	metrics  *Metrics
 	// writes, when set, keeps every write to an object with its body
 	// (KeepWrites); run tells this recorder's write IDs from an earlier
 	// run's in the same pod.
@@ -34,10 +36,25 @@ type Recorder struct {
 	started map[uint64]struct{}
 }
 
+// matching is a matcher with the body reader of its catalog: they change
+// together.
+type matching struct {
+	matcher *match.Matcher
+	bodies  *bodyWalker
+}
+
 // NewRecorder returns a recorder matching against m. metrics may be nil.
 func NewRecorder(m *match.Matcher, metrics *Metrics) *Recorder {
-	return &Recorder{matcher: m, metrics: metrics, bodies: newBodyWalker(m.Catalog()), started: make(map[uint64]struct{}),
-		run: strconv.FormatInt(time.Now().UnixMicro(), 36)}
+	r := &Recorder{metrics: metrics, started: make(map[uint64]struct{}), run: strconv.FormatInt(time.Now().UnixMicro(), 36)}
+	r.SetMatcher(m)
+	return r
+}
+
+// SetMatcher makes the recorder match every request it observes from now on
+// against m: a sidecar measuring against the live cluster's API follows the
+// custom resources that come and go. What was counted stays as counted.
+func (r *Recorder) SetMatcher(m *match.Matcher) {
+	r.matching.Store(&matching{matcher: m, bodies: newBodyWalker(m.Catalog())})
 }
 
 // KeepWrites makes the recorder keep every write to an object (create,
@@ -76,7 +93,8 @@ func (r *Recorder) Observe(ev *Event) {
 		return
 	}
 	// Matching needs no lock: the matcher is safe for concurrent use.
-	res := r.matcher.Match(ev.Method, ev.Path, ev.RawQuery)
+	m := r.matching.Load()
+	res := m.matcher.Match(ev.Method, ev.Path, ev.RawQuery)
 	hit := coverage.NewHit(res, ev.Method, ev.Status, coverage.Client{
 		Pod: ev.Client.Pod, Namespace: ev.Client.Namespace, ServiceAccount: ev.Client.ServiceAccount,
 		User: ev.Client.User, UserAgent: ev.UserAgent,
@@ -85,7 +103,7 @@ func (r *Recorder) Observe(ev *Event) {
 	hasBody := ev.Stage == StageResponseComplete && res.Operation != nil && (len(ev.Body) > 0 || ev.BodyTruncated)
 	if hasBody {
 		// Outside the lock: walking takes microseconds per kilobyte.
-		body = r.bodies.walk(res.Operation.ID, ev)
+		body = m.bodies.walk(res.Operation.ID, ev)
 	}
 	var w coverage.Write
 	// Writes to custom resources the release does not know are kept too:
@@ -129,5 +147,5 @@ func (r *Recorder) Total() *coverage.Delta {
 	return &d
 }
 
-// Matcher is the matcher the recorder uses.
-func (r *Recorder) Matcher() *match.Matcher { return r.matcher }
+// Matcher is the matcher the recorder uses now.
+func (r *Recorder) Matcher() *match.Matcher { return r.matching.Load().matcher }

@@ -18,13 +18,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/certs"
 	"apisnoop.dev/kube-apisnoop/internal/match"
 	"apisnoop.dev/kube-apisnoop/internal/proxy"
@@ -46,6 +44,7 @@ type proxyOptions struct {
 	upstream, upstreamCAFile string
 	release, catalogFile     string
 	schemasFile              string
+	catalogCheck             time.Duration
 	collectorURL             string
 	collectorCAFile          string
 	collectorTokenFile       string
@@ -98,6 +97,7 @@ request unknown.`,
 	f.StringVar(&o.release, "release", "1.37", "Kubernetes release to match requests against, from those this binary embeds")
 	f.StringVar(&o.catalogFile, "catalog-file", "", "catalog to match requests against, as written by the operator (zstd-compressed JSON); takes precedence over --release")
 	f.StringVar(&o.schemasFile, "schemas-file", "", "request-body schemas of --catalog-file's operations, as written by the operator (zstd-compressed JSON), for field coverage; read when the first kept body arrives")
+	f.DurationVar(&o.catalogCheck, "catalog-check-interval", defaultCatalogCheck, "how often --catalog-file is looked at for a new catalog (the operator rewrites it as the cluster's API changes); 0 reads it once")
 	f.StringVar(&o.collectorURL, "collector", "", "collector intake URL; empty keeps results local")
 	f.StringVar(&o.collectorCAFile, "collector-ca-file", "", "CA bundle that verifies the collector")
 	f.StringVar(&o.collectorTokenFile, "collector-token-file", "", "projected service account token sent to the collector")
@@ -188,6 +188,10 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return err
 	}
+	var catalogRead os.FileInfo
+	if o.catalogFile != "" {
+		catalogRead, _ = os.Stat(o.catalogFile)
+	}
 	cat := loadCatalog(o.catalogFile, o.schemasFile, o.release, log.Printf)
 	metrics := record.NewMetrics()
 	rec := record.NewRecorder(match.New(cat), metrics)
@@ -273,6 +277,12 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if shipper != nil {
 		g.Go(func() error { shipper.Run(ctx); return nil })
 	}
+	if o.catalogFile != "" && o.catalogCheck > 0 {
+		g.Go(func() error {
+			followCatalog(ctx, o.catalogFile, catalogRead, o.schemasFile, o.catalogCheck, rec, log.Printf)
+			return nil
+		})
+	}
 	if o.connectListen != "" {
 		connectLn, err := net.Listen("tcp", o.connectListen)
 		if err != nil {
@@ -293,77 +303,6 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return err
 	}
 	return nil
-}
-
-// loadCatalog returns the catalog requests are matched against: the file
-// when one is given and readable, else the embedded release. It never
-// fails, because a sidecar that fails keeps its pod from starting, and a
-// release must never block a pod: without a catalog it still proxies, and
-// every request is recorded as unknown. warnf says, once, what went wrong.
-//
-// A catalog from file takes its body schemas from schemasFile, read only
-// when they are first asked for (the recorder does with the first kept
-// body), so that a sidecar keeping no bodies never holds them. A missing or
-// unreadable schemas file leaves bodies unmeasured and is warned about then,
-// once. Embedded catalogs have their own schemas and ignore schemasFile.
-func loadCatalog(file, schemasFile, release string, warnf func(format string, args ...any)) *catalog.Catalog {
-	if file != "" {
-		c, err := readCatalogFile(file)
-		if err == nil {
-			if schemasFile != "" {
-				c.SetSchemasLoader(func() (*catalog.Schemas, error) {
-					s, err := readSchemasFile(schemasFile)
-					if err != nil {
-						warnf("Warning: request bodies are not measured for field coverage: %v", err)
-					}
-					return s, err
-				})
-			}
-			return c
-		}
-		warnf("Warning: cannot use --catalog-file, matching against --release %s instead: %v", release, err)
-	}
-	c, err := catalog.Load(release)
-	switch {
-	case errors.Is(err, catalog.ErrUnsupportedRelease):
-		warnf("Warning: this proxy does not embed Kubernetes %s (it has %s): every request is recorded as unknown; "+
-			"pass --catalog-file or use a newer sidecar image", release, strings.Join(catalog.Releases(), ", "))
-	case err != nil:
-		warnf("Warning: every request is recorded as unknown: %v", err)
-	default:
-		return c
-	}
-	// Named after the release, so that results and the collector say what
-	// was asked for.
-	return &catalog.Catalog{Release: release}
-}
-
-func readCatalogFile(file string) (*catalog.Catalog, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read catalog file: %w", err)
-	}
-	c, err := catalog.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("decode catalog file %s: %w", file, err)
-	}
-	return c, nil
-}
-
-// readSchemasFile reads schemas as catalog.EncodeSchemas writes them. The
-// file comes from the same ConfigMap as the catalog but is read later, so
-// after a change of the cluster's API it may be the newer one; operations
-// it lacks go unmeasured. Its errors wrap catalog.ErrNoSchemas.
-func readSchemasFile(file string) (*catalog.Schemas, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read schemas file: %w (%w)", err, catalog.ErrNoSchemas)
-	}
-	s, err := catalog.DecodeSchemas(data)
-	if err != nil {
-		return nil, fmt.Errorf("decode schemas file %s: %w (%w)", file, err, catalog.ErrNoSchemas)
-	}
-	return s, nil
 }
 
 // errNotLoopback refuses a --results-listen that other pods could reach.

@@ -503,3 +503,110 @@ func TestFollowsTheUpstreamCA(t *testing.T) {
 		t.Fatalf("after the CA file gained the API server's CA: %d, want 200", code)
 	}
 }
+
+// TestFollowsTheCatalogFile replaces the catalog file under a running
+// sidecar, as the kubelet updates the operator's catalog ConfigMap when a
+// custom resource is added to the cluster: requests to the new resource are
+// unknown before and matched after, without a restart, and a file that does
+// not decode leaves the catalog in use.
+func TestFollowsTheCatalogFile(t *testing.T) {
+	keepRuntime(t)
+	upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"kind": "Gadget"}`)
+	}))
+	defer upstream.Close()
+	catalogFile, _ := writeClusterCatalog(t)
+	p := startProxyCommand(t, upstream, "--release", "cluster", "--catalog-file", catalogFile, "--catalog-check-interval", "20ms")
+
+	createGadget := func() {
+		t.Helper()
+		resp, err := p.client.Post("https://"+p.listen+"/apis/example.com/v1/namespaces/default/gadgets", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	report := func() coverage.Report {
+		t.Helper()
+		resp, err := http.Get("http://" + p.results + "/results?output=json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var rep coverage.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	// replace swaps the file whole, as the kubelet does.
+	replace := func(data []byte) {
+		t.Helper()
+		next := catalogFile + ".next"
+		if err := os.WriteFile(next, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		future := time.Now().Add(time.Minute) // another modification time, whatever the clock's grain
+		if err := os.Chtimes(next, future, future); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(next, catalogFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	createGadget()
+	if rep := report(); rep.Summary.Requests != 1 || rep.Summary.UnknownRequests != 1 {
+		t.Fatalf("before the catalog knows gadgets: %+v, want 1 request, unknown", rep.Summary)
+	}
+
+	replace([]byte("not a catalog"))
+	time.Sleep(200 * time.Millisecond) // ten looks at the file
+	createGadget()
+	if rep := report(); rep.Summary.Requests != 2 || rep.Summary.UnknownRequests != 2 {
+		t.Fatalf("after a catalog file that does not decode: %+v, want 2 requests, both unknown (the catalog in use stays)", rep.Summary)
+	}
+
+	const createGadgetID = "createExampleComV1NamespacedGadget"
+	data, err := catalog.Encode(&catalog.Catalog{Release: "cluster v1.37.2", Operations: []catalog.Operation{{
+		ID: createGadgetID, Method: "POST", Path: "/apis/example.com/v1/namespaces/{namespace}/gadgets",
+		Group: "example.com", Version: "v1", Resource: "gadgets", Action: "create", Class: catalog.ClassResource,
+		Level: catalog.Stable, Namespaced: true, Eligibility: catalog.Eligible,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(data)
+	hitsOf := func(rep coverage.Report) int64 {
+		for _, op := range rep.Operations {
+			if op.ID == createGadgetID {
+				return op.Hits
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		createGadget()
+		if rep := report(); hitsOf(rep) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new catalog was never used: %+v", report().Summary)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// From the switch on, every request is matched; none before was.
+	before := report()
+	createGadget()
+	after := report()
+	if after.Summary.UnknownRequests != before.Summary.UnknownRequests || hitsOf(after) != hitsOf(before)+1 {
+		t.Errorf("after the switch: %d unknown, %d hits; want %d unknown, %d hits",
+			after.Summary.UnknownRequests, hitsOf(after), before.Summary.UnknownRequests, hitsOf(before)+1)
+	}
+	if before.Summary.UnknownRequests < 2 || hitsOf(before)+before.Summary.UnknownRequests != before.Summary.Requests {
+		t.Errorf("%+v, %d hits: want every request either unknown (the 2 before the new catalog at least) or a hit", before.Summary, hitsOf(before))
+	}
+}
