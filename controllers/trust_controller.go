@@ -15,8 +15,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
@@ -32,8 +35,9 @@ const clusterRootCA = "kube-root-ca.crt"
 
 // trustRefresh is how often a target namespace is looked at without an
 // event: for a rotated cluster CA (kube-root-ca.crt is not watched, to keep
-// the cache to the operator's own objects) and for the live cluster's
-// catalog, which changes as custom resources come and go.
+// the cache to the operator's own objects). The live cluster's catalog,
+// which changes as custom resources come and go, is followed more often
+// (see followCatalog).
 const trustRefresh = 5 * time.Minute
 
 // trustPending is the pause while a namespace waits for the proxy pair or
@@ -70,10 +74,15 @@ type TrustReconciler struct {
 	// Skip lists the namespaces the webhook never injects, as the ignore
 	// label does: nothing is written there.
 	Skip []string
+	// CatalogCheck is how often the live cluster's catalog is asked for
+	// while namespaces hold copies of it, so that the copies follow the
+	// cluster's API (see followCatalog); zero means
+	// releases.DefaultClusterTTL.
+	CatalogCheck time.Duration
 
 	// The live catalog and its schemas, encoded once per catalog the
-	// resolver returns (it keeps one for minutes), not once per namespace
-	// and event. encodedSchemas is nil when the catalog has none or they
+	// resolver returns (it keeps one until the cluster's API changes), not
+	// once per namespace and event. encodedSchemas is nil when the catalog has none or they
 	// do not fit beside it.
 	encodedFor     *catalog.Catalog
 	encoded        []byte
@@ -294,6 +303,12 @@ func ptrTo[T any](v T) *T { return &v }
 // SetupWithManager watches sessions, namespaces and the operator's own
 // ConfigMaps and Secrets (the manager's cache holds only those).
 func (r *TrustReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	catalogChanged := make(chan event.GenericEvent)
+	// Leader-only, as the controller: the runnable does not opt out of
+	// leader election.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.followCatalog(ctx, catalogChanged) })); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("trust").
 		Watches(&snoopv1alpha1.SnoopSession{}, handler.EnqueueRequestsFromMapFunc(r.namespacesOfSession)).
@@ -302,6 +317,7 @@ func (r *TrustReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.namespaceOfCopy)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.namespaceOfCopy)).
+		WatchesRawSource(source.Channel(catalogChanged, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
 

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
 	"apisnoop.dev/kube-apisnoop/internal/manager"
 )
 
@@ -63,6 +64,7 @@ func newManagerCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager is active")
 	cmd.Flags().StringVar(&opConfig.Namespace, "namespace", "", "Namespace of the operator's CA and certificate Secrets (default: the pod's, else apisnoop-system)")
 	cmd.Flags().StringSliceVar(&opConfig.AuditSessionNamespaces, "audit-session-namespaces", nil, "Namespaces whose SnoopSessions may take the API server's audit stream (spec.source: audit), which counts requests from the whole cluster; * for every namespace (default: the operator's own)")
+	cmd.Flags().DurationVar(&opConfig.CatalogCheck, "catalog-check-interval", releases.DefaultClusterTTL, "How often the live cluster's API is looked at for changes (custom resources, aggregated APIs) while sessions measure against it (kubernetesRelease: cluster); the catalog copies injected pods read follow within it")
 	cmd.Flags().StringVar(&opConfig.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, named in the proxy and webhook certificates")
 	wh := &opConfig.Webhook
 	cmd.Flags().StringVar(&wh.Host, "webhook-host", "", "Address the pod webhook server binds to (default: all)")

@@ -16,6 +16,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -121,6 +122,48 @@ var _ = Describe("A session measuring against the live cluster", func() {
 			g.Expect(create.Unknown).To(BeEmpty())
 			g.Expect(create.InSchema).To(BeNumerically(">", create.Hit))
 		}, 5*time.Second).Should(Succeed())
+	})
+})
+
+var _ = Describe("The catalog copies of a session measuring against the live cluster", func() {
+	It("follow the cluster's API: a custom resource installed after the session started reaches the copy injected pods read, within the check interval", func() {
+		ns := targetNamespace(nil)
+		session(ns, func(s *snoopv1alpha1.SnoopSession) { s.Spec.KubernetesRelease = snoopv1alpha1.ClusterRelease })
+		readCopy := func(g Gomega) *catalog.Catalog {
+			cm := &corev1.ConfigMap{}
+			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: webhook.CatalogConfigMap}, cm)).To(Succeed())
+			c, err := catalog.Decode(cm.BinaryData[webhook.CatalogKey])
+			g.Expect(err).NotTo(HaveOccurred())
+			return c
+		}
+		const listDoohickeys = "listToysExampleOrgV1NamespacedDoohickey"
+		Eventually(func(g Gomega) {
+			g.Expect(readCopy(g).Operations).NotTo(ContainElement(HaveField("ID", listDoohickeys)))
+		}).Should(Succeed())
+
+		By("installing a custom resource the copy does not know")
+		crd := &apiextensionsv1.CustomResourceDefinition{
+			ObjectMeta: metav1.ObjectMeta{Name: "doohickeys.toys.example.org"},
+			Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+				Group: "toys.example.org",
+				Scope: apiextensionsv1.NamespaceScoped,
+				Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "doohickeys", Singular: "doohickey", Kind: "Doohickey", ListKind: "DoohickeyList"},
+				Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+					Name: "v1", Served: true, Storage: true,
+					Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+						Type: "object", XPreserveUnknownFields: ptr.To(true)}},
+				}},
+			},
+		}
+		_, err := envtest.InstallCRDs(restCfg, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
+		Expect(err).NotTo(HaveOccurred())
+		installed := time.Now()
+
+		By("the copy in the target namespace holding its operations")
+		Eventually(func(g Gomega) {
+			g.Expect(readCopy(g).Operations).To(ContainElement(HaveField("ID", listDoohickeys)))
+		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+		AddReportEntry("custom resource to catalog copy", time.Since(installed).Round(100*time.Millisecond).String())
 	})
 })
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -47,7 +48,12 @@ type Config struct {
 	// are taken ("*": everywhere); empty means Namespace only. See
 	// auditscope.Namespaces.
 	AuditSessionNamespaces []string
-	Webhook                WebhookConfig
+	// CatalogCheck is how often the live cluster's API is looked at for
+	// changes (custom resources, aggregated APIs) while sessions measure
+	// against it: their catalogs and the copies injected pods read follow
+	// within it. Zero means releases.DefaultClusterTTL.
+	CatalogCheck time.Duration
+	Webhook      WebhookConfig
 }
 
 // WebhookConfig is how the pod webhook is served and what it injects.
@@ -157,7 +163,7 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	if err != nil {
 		return nil, fmt.Errorf("create discovery client: %w", err)
 	}
-	catalogs := &releases.Resolver{Discovery: disco}
+	catalogs := &releases.Resolver{Discovery: disco, ClusterTTL: opConfig.CatalogCheck}
 	aggregator := collector.NewAggregator()
 	access := &collector.Access{
 		TokenReviews: clientset.AuthenticationV1().TokenReviews(),
@@ -216,13 +222,14 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 			Recorder:   mgr.GetEventRecorder("apisnoop-collector"),
 		}).SetupWithManager},
 		{"trust controller", (&controllers.TrustReconciler{
-			Client:      mgr.GetClient(),
-			Cache:       mgr.GetCache(),
-			CA:          caStore.Get,
-			ProxyPair:   proxyPair,
-			CollectorCA: collectorCA,
-			Releases:    catalogs,
-			Skip:        skip,
+			Client:       mgr.GetClient(),
+			Cache:        mgr.GetCache(),
+			CA:           caStore.Get,
+			ProxyPair:    proxyPair,
+			CollectorCA:  collectorCA,
+			Releases:     catalogs,
+			Skip:         skip,
+			CatalogCheck: opConfig.CatalogCheck,
 		}).SetupWithManager},
 	}
 	if serving != nil {

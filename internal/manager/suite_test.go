@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -55,6 +56,9 @@ var _ = BeforeSuite(func() {
 	operator, err = testoperator.Install(ctx, restCfg, admin, sidecarImage)
 	Expect(err).NotTo(HaveOccurred())
 	namespace, operatorUser = operator.Namespace, operator.User()
+	// Catalog copies follow the cluster's API within seconds, not the
+	// default half minute (cluster_test).
+	operator.CatalogCheck = time.Second
 	config := webhookConfiguration()
 	Expect(config.Name).To(Equal(manager.DefaultWebhookConfiguration))
 	for _, w := range config.Webhooks {

@@ -313,7 +313,7 @@ const (
 func Labels(session string) map[string]string {
 	return map[string]string{
 		snoopv1alpha1.ManagedByLabel: snoopv1alpha1.ManagedByValue,
-		SessionLabel:          sessionLabelValue(session),
+		SessionLabel:                 sessionLabelValue(session),
 	}
 }
 

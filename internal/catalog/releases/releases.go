@@ -26,8 +26,10 @@ import (
 )
 
 // DefaultClusterTTL is how long the live cluster's catalog is used before
-// the cluster is asked again whether its API changed.
-const DefaultClusterTTL = 5 * time.Minute
+// the cluster is asked again whether its API changed: two small reads (the
+// version and the OpenAPI v3 index, whose URLs carry each document's hash);
+// the documents are read again only when the index changed.
+const DefaultClusterTTL = 30 * time.Second
 
 // documentFetches bounds the OpenAPI documents read at once: a cluster
 // serves one per group-version, often a hundred or more.

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -42,6 +43,9 @@ type Operator struct {
 	// WebhookCertDir, when set, is the manager's --webhook-cert-dir: it
 	// serves the pair there, as with cert-manager.
 	WebhookCertDir string
+	// CatalogCheck is the manager's --catalog-check-interval (zero: its
+	// default).
+	CatalogCheck time.Duration
 
 	cfg *rest.Config
 }
@@ -87,7 +91,7 @@ func (o *Operator) Start(ctx context.Context, opts ctrl.Options) (stop func() er
 	if opts.HealthProbeBindAddress == "" {
 		opts.HealthProbeBindAddress = "0"
 	}
-	mgr, err := manager.New(asOperator, manager.Config{Namespace: o.Namespace, Webhook: manager.WebhookConfig{
+	mgr, err := manager.New(asOperator, manager.Config{Namespace: o.Namespace, CatalogCheck: o.CatalogCheck, Webhook: manager.WebhookConfig{
 		Host: "127.0.0.1", Port: o.WebhookPort, ExtraNames: []string{"127.0.0.1"}, SidecarImage: o.SidecarImage, CertDir: o.WebhookCertDir,
 		CollectorURL: fmt.Sprintf("https://127.0.0.1:%d%s", o.WebhookPort, intake.Path),
 	}}, opts)
