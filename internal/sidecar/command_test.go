@@ -373,15 +373,7 @@ func TestClusterCatalogFieldCoverage(t *testing.T) {
 	send(http.MethodPost, `{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
 		"spec": {"size": 3, "color": "red", "parts": [{"name": "bolt", "count": 4}], "shape": "round"}}`)
 
-	resp, err := http.Get("http://" + results + "/results")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var rep coverage.Report
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readResults(t, results)
 	if rep.Summary.Fields == nil || !rep.Summary.Fields.Schemas || rep.Summary.Fields.Bodies != 1 {
 		t.Fatalf("field summary %+v, want one body measured against schemas", rep.Summary.Fields)
 	}
@@ -528,19 +520,7 @@ func TestFollowsTheCatalogFile(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	report := func() coverage.Report {
-		t.Helper()
-		resp, err := http.Get("http://" + p.results + "/results?output=json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var rep coverage.Report
-		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-			t.Fatal(err)
-		}
-		return rep
-	}
+	report := func() coverage.Report { return readResults(t, p.results) }
 	// replace swaps the file whole, as the kubelet does.
 	replace := func(data []byte) {
 		t.Helper()
@@ -609,4 +589,19 @@ func TestFollowsTheCatalogFile(t *testing.T) {
 	if before.Summary.UnknownRequests < 2 || hitsOf(before)+before.Summary.UnknownRequests != before.Summary.Requests {
 		t.Errorf("%+v, %d hits: want every request either unknown (the 2 before the new catalog at least) or a hit", before.Summary, hitsOf(before))
 	}
+}
+
+// readResults reads the report the proxy serves on its results listener.
+func readResults(t *testing.T, results string) coverage.Report {
+	t.Helper()
+	resp, err := http.Get("http://" + results + "/results")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep coverage.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
