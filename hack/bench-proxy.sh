@@ -3,7 +3,9 @@
 # costs: one kube-apiserver and etcd (bin/k8s/$KUBERNETES_VERSION) on
 # loopback, reached directly and through snoop-proxy (recording, as the
 # sidecar runs), a bare Go reverse proxy (test/proxy/testdata/bareproxy:
-# the floor of proxying with Go's net/http), kubectl proxy and mitmproxy's
+# the floor of proxying with Go's net/http), a TLS byte relay
+# (test/proxy/testdata/relayfloor: the floor of terminating TLS in Go at
+# all, HTTP/1.1 clients only), kubectl proxy and mitmproxy's
 # mitmdump; GETs of one ConfigMap and LISTs of 100 ConfigMaps at 1 and 16
 # connections. It reports
 # requests/s, p50/p99 latency, CPU per request of each proxy and of the API
@@ -53,9 +55,10 @@ kubectl=$KUBEBUILDER_ASSETS/kubectl
 say "building snoop-proxy as the image does (static, trimmed) and the driver"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/snoop-proxy" ./cmd/snoop-proxy)
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/bareproxy" ./test/proxy/testdata/bareproxy)
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/relayfloor" ./test/proxy/testdata/relayfloor)
 (cd "$root" && go build -o "$WORK/bench-proxy" ./hack/bench-proxy)
 
-args=(-snoop-proxy "$WORK/snoop-proxy" -bare "$WORK/bareproxy" -kubectl "$kubectl" -mitmdump "$mitmdump")
+args=(-snoop-proxy "$WORK/snoop-proxy" -bare "$WORK/bareproxy" -relay "$WORK/relayfloor" -kubectl "$kubectl" -mitmdump "$mitmdump")
 [[ -n "${PROFILE_DIR:-}" ]] && mkdir -p "$PROFILE_DIR" && args+=(-profile-dir "$PROFILE_DIR")
 echo "kube-apiserver: $("$KUBEBUILDER_ASSETS/kube-apiserver" --version 2>/dev/null || echo unknown); kubectl: ${kubectl:-none}; mitmdump: $([[ -n "$mitmdump" ]] && "$mitmdump" --version 2>/dev/null | head -1 || echo none)" >&2
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -60,7 +60,7 @@ const token = "bench-proxy-admin-token"
 
 type options struct {
 	snoopProxy, kubectl, mitmdump string
-	bare                          string
+	bare, relay                   string
 	compare                       []string // name=binary
 	requests                      int
 	duration                      time.Duration
@@ -84,6 +84,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&o.bare, "bare", "", "a bare Go reverse proxy binary (test/proxy/testdata/bareproxy): the floor of proxying in Go, run with the sidecar's runtime settings; empty leaves it out")
+	flag.StringVar(&o.relay, "relay", "", "a TLS byte relay binary (test/proxy/testdata/relayfloor): the floor of any TLS-terminating proxy in Go, below net/http, HTTP/1.1 only, run with the sidecar's runtime settings; empty leaves it out")
 	flag.StringVar(&o.kubectl, "kubectl", "", "kubectl binary for kubectl proxy; empty leaves it out")
 	flag.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump binary; empty leaves mitmproxy out")
 	flag.IntVar(&o.requests, "requests", 20000, "at most this many measured requests per phase")
@@ -92,7 +93,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "phases per target, interleaved; figures are over all rounds")
 	flag.StringVar(&conns, "conns", "1,16", "connection counts, comma-separated")
 	flag.BoolVar(&o.http2, "http2", false, "clients speak HTTP/2 where the proxy offers it (default HTTP/1.1, one request per connection at a time, as wrk)")
-	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct, snoop-proxy, bare, kubectl, mitmproxy); empty runs all")
+	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct, snoop-proxy, bare, relay, kubectl, mitmproxy); empty runs all")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of snoop-proxy under the 16-connection loads here")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
@@ -232,7 +233,12 @@ func run(o options) error {
 		}
 	}
 	if o.bare != "" && wanted("bare") {
-		if err := add(startBareProxy(o.bare, dir, upstream, caFile)); err != nil {
+		if err := add(startFloor(o.bare, "bare Go proxy", true, dir, upstream, caFile)); err != nil {
+			return err
+		}
+	}
+	if o.relay != "" && wanted("relay") && !o.http2 {
+		if err := add(startFloor(o.relay, "TLS relay", false, dir, upstream, caFile)); err != nil {
 			return err
 		}
 	}
@@ -472,11 +478,13 @@ func startCollectorSink(dir string) (*collectorSink, error) {
 
 func (s *collectorSink) close() { _ = s.server.Close() }
 
-// startBareProxy runs Go's httputil.ReverseProxy alone, TLS on both sides,
-// on one P and the sidecar's soft memory limit: what proxying costs in Go
-// before anything is recorded.
-func startBareProxy(bin, dir, upstream, caFile string) (*target, *exec.Cmd, error) {
-	certFile, keyFile, roots, err := servingCert(dir, "bareproxy-"+freePort())
+// startFloor runs a floor of the sidecar's cost, TLS on both sides, on one
+// P and the sidecar's soft memory limit: Go's httputil.ReverseProxy alone
+// (what proxying costs in Go before anything is recorded), or a byte relay
+// (what terminating TLS costs in Go at all); h2 says whether it serves
+// HTTP/2.
+func startFloor(bin, name string, h2 bool, dir, upstream, caFile string) (*target, *exec.Cmd, error) {
+	certFile, keyFile, roots, err := servingCert(dir, filepath.Base(bin)+"-"+freePort())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -487,8 +495,8 @@ func startBareProxy(bin, dir, upstream, caFile string) (*target, *exec.Cmd, erro
 	if err := start(cmd, dir, filepath.Base(certFile)); err != nil {
 		return nil, nil, err
 	}
-	return &target{name: "bare Go proxy", url: "https://127.0.0.1:" + port, pid: cmd.Process.Pid,
-		tls: &tls.Config{RootCAs: roots}, h2: true}, cmd, nil
+	return &target{name: name, url: "https://127.0.0.1:" + port, pid: cmd.Process.Pid,
+		tls: &tls.Config{RootCAs: roots}, h2: h2}, cmd, nil
 }
 
 // startKubectlProxy runs kubectl proxy with a kubeconfig holding the token;
@@ -636,7 +644,7 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 	for _, t := range targets {
 		byName[t.name] = t
 	}
-	snoop, kubectl, bare := byName["snoop-proxy"], byName["kubectl proxy"], byName["bare Go proxy"]
+	snoop, kubectl, bare, relay := byName["snoop-proxy"], byName["kubectl proxy"], byName["bare Go proxy"], byName["TLS relay"]
 	if snoop == nil {
 		return
 	}
@@ -651,6 +659,12 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 		if bare != nil {
 			b := bare.samples[phase]
 			line += fmt.Sprintf(", %.2fx the bare Go proxy's", perRequest(s.proxyCPU, s.requests)/perRequest(b.proxyCPU, b.requests))
+		}
+		if r := relay; r != nil && kubectl != nil {
+			// The floor under any TLS-terminating proxy in Go.
+			rs, k := r.samples[phase], kubectl.samples[phase]
+			line += fmt.Sprintf("; the TLS relay floor %.1f µs, %.2fx kubectl proxy's", perRequest(rs.proxyCPU, rs.requests),
+				perRequest(rs.proxyCPU, rs.requests)/perRequest(k.proxyCPU, k.requests))
 		}
 		fmt.Fprintln(w, line)
 	}
