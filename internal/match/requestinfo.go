@@ -1,6 +1,11 @@
 package match
 
-import "strings"
+import (
+	"encoding/binary"
+	"math/bits"
+	"strings"
+	"unsafe"
+)
 
 // RequestInfo mirrors k8s.io/apiserver/pkg/endpoints/request.RequestInfo,
 // without Parts, FieldSelector and LabelSelector, which coverage does not
@@ -43,25 +48,46 @@ func splitSegments(path string, s *pathSegments) {
 	if trimmed == "" {
 		return
 	}
-	// One pass over the bytes: segments are short, a loop beats a call
-	// to IndexByte per segment.
-	start := 0
-	for i := 0; i < len(trimmed); i++ {
-		if trimmed[i] == '/' {
-			if s.count < maxLeadingSegments {
-				s.first[s.count] = trimmed[start:i]
-			}
-			s.count++
+	// Eight bytes at a time, then a step per slash: a byte loop, with a
+	// compare and a branch per byte, takes half as long again on API
+	// paths.
+	const (
+		slashes = 0x2f2f2f2f2f2f2f2f
+		low7    = 0x7f7f7f7f7f7f7f7f
+	)
+	b := unsafe.Slice(unsafe.StringData(trimmed), len(trimmed))
+	start, i := 0, 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:]) ^ slashes
+		// The top bit of each byte of x that is zero, exactly (no carry
+		// crosses bytes).
+		for m := ^((x&low7 + low7) | x | low7); m != 0; m &= m - 1 {
+			j := i + bits.TrailingZeros64(m)/8
+			s.cut(trimmed, start, j)
+			start = j + 1
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] == '/' {
+			s.cut(trimmed, start, i)
 			start = i + 1
-			if s.count == maxLeadingSegments {
-				s.rest = trimmed[start:]
-			}
 		}
 	}
 	if s.count < maxLeadingSegments {
 		s.first[s.count] = trimmed[start:]
 	}
 	s.count++
+}
+
+// cut ends a segment of trimmed at a slash at i.
+func (s *pathSegments) cut(trimmed string, start, i int) {
+	if s.count < maxLeadingSegments {
+		s.first[s.count] = trimmed[start:i]
+	}
+	s.count++
+	if s.count == maxLeadingSegments {
+		s.rest = trimmed[i+1:]
+	}
 }
 
 // at returns segment i; callers only ask for i < count and i <
