@@ -81,19 +81,27 @@ func widgetSchemas(t *testing.T) []byte {
 
 const createWidget = "createExampleComV1NamespacedWidget"
 
-// writeClusterCatalog writes a catalog with a custom resource's create as
-// the operator hands it over, and returns it with where its schemas go
-// (not written).
-func writeClusterCatalog(t *testing.T) (catalogFile, schemasFile string) {
+// createCatalog encodes, as the operator does, a live cluster's catalog
+// whose one operation, id, creates example.com/v1 objects of resource.
+func createCatalog(t *testing.T, id, resource string) []byte {
 	t.Helper()
 	data, err := catalog.Encode(&catalog.Catalog{Release: "cluster v1.37.2", Operations: []catalog.Operation{{
-		ID: createWidget, Method: "POST", Path: "/apis/example.com/v1/namespaces/{namespace}/widgets",
-		Group: "example.com", Version: "v1", Resource: "widgets", Action: "create", Class: catalog.ClassResource,
+		ID: id, Method: "POST", Path: "/apis/example.com/v1/namespaces/{namespace}/" + resource,
+		Group: "example.com", Version: "v1", Resource: resource, Action: "create", Class: catalog.ClassResource,
 		Level: catalog.Stable, Namespaced: true, Eligibility: catalog.Eligible,
 	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return data
+}
+
+// writeClusterCatalog writes a catalog with a custom resource's create as
+// the operator hands it over, and returns it with where its schemas go
+// (not written).
+func writeClusterCatalog(t *testing.T) (catalogFile, schemasFile string) {
+	t.Helper()
+	data := createCatalog(t, createWidget, "widgets")
 	dir := t.TempDir()
 	catalogFile, schemasFile = filepath.Join(dir, "catalog.json.zst"), filepath.Join(dir, "schemas.json.zst")
 	if err := os.WriteFile(catalogFile, data, 0o600); err != nil {
@@ -550,15 +558,7 @@ func TestFollowsTheCatalogFile(t *testing.T) {
 	}
 
 	const createGadgetID = "createExampleComV1NamespacedGadget"
-	data, err := catalog.Encode(&catalog.Catalog{Release: "cluster v1.37.2", Operations: []catalog.Operation{{
-		ID: createGadgetID, Method: "POST", Path: "/apis/example.com/v1/namespaces/{namespace}/gadgets",
-		Group: "example.com", Version: "v1", Resource: "gadgets", Action: "create", Class: catalog.ClassResource,
-		Level: catalog.Stable, Namespaced: true, Eligibility: catalog.Eligible,
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	replace(data)
+	replace(createCatalog(t, createGadgetID, "gadgets"))
 	hitsOf := func(rep coverage.Report) int64 {
 		for _, op := range rep.Operations {
 			if op.ID == createGadgetID {

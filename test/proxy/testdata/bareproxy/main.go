@@ -7,42 +7,20 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"flag"
 	"log"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
-	"os"
+
+	"apisnoop.dev/kube-apisnoop/test/proxy/testdata/floorflags"
 )
 
 func main() {
-	listen := flag.String("listen", "", "")
-	upstream := flag.String("upstream", "", "")
-	caFile := flag.String("upstream-ca-file", "", "")
-	certFile := flag.String("cert-file", "", "")
-	keyFile := flag.String("key-file", "", "")
-	for _, ignored := range []string{"admin-listen", "results-listen", "pod-name", "pod-namespace", "service-account", "release"} {
-		flag.String(ignored, "", "ignored")
-	}
-	flag.Bool("profiling", false, "ignored")
-	flag.Parse()
-
-	target, err := url.Parse(*upstream)
-	if err != nil {
-		log.Fatal(err)
-	}
-	ca, err := os.ReadFile(*caFile)
-	if err != nil {
-		log.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca)
+	f := floorflags.Parse()
 	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(f.Upstream) },
 		// No transparent gzip: like the sidecar, it asks the upstream for
 		// nothing the client did not ask for, so both decode the same bytes.
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true, DisableCompression: true},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.Roots}, ForceAttemptHTTP2: true, DisableCompression: true},
 	}
-	log.Fatal((&http.Server{Addr: *listen, Handler: proxy}).ListenAndServeTLS(*certFile, *keyFile))
+	log.Fatal((&http.Server{Addr: f.Listen, Handler: proxy}).ListenAndServeTLS(f.CertFile, f.KeyFile))
 }

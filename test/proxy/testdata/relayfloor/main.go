@@ -10,49 +10,31 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"flag"
 	"io"
 	"log"
 	"net"
-	"net/url"
-	"os"
 	"sync"
+
+	"apisnoop.dev/kube-apisnoop/test/proxy/testdata/floorflags"
 )
 
 func main() {
-	listen := flag.String("listen", "", "")
-	upstream := flag.String("upstream", "", "")
-	caFile := flag.String("upstream-ca-file", "", "")
-	certFile := flag.String("cert-file", "", "")
-	keyFile := flag.String("key-file", "", "")
-	flag.Parse()
-
-	target, err := url.Parse(*upstream)
+	f := floorflags.Parse()
+	pair, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
 		log.Fatal(err)
 	}
-	ca, err := os.ReadFile(*caFile)
+	ln, err := tls.Listen("tcp", f.Listen, &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca)
-	pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-	if err != nil {
-		log.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", *listen, &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	dial := &tls.Config{RootCAs: roots, ServerName: target.Hostname(), NextProtos: []string{"http/1.1"}}
+	dial := &tls.Config{RootCAs: f.Roots, ServerName: f.Upstream.Hostname(), NextProtos: []string{"http/1.1"}}
 	for {
 		client, err := ln.Accept()
 		if err != nil {
 			log.Fatal(err)
 		}
-		go relay(client, target.Host, dial)
+		go relay(client, f.Upstream.Host, dial)
 	}
 }
 
