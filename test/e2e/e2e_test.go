@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -375,6 +377,70 @@ var _ = Describe("kube-apisnoop on a real node", Ordered, func() {
 				g.Expect(got.Status.UnknownRequests).To(BeZero())
 			}, 3*time.Minute).Should(Succeed())
 			GinkgoWriter.Println(kube("describe", "snoopsession", "-n", ns, "demo"))
+		})
+
+		It("follows a custom resource installed after the pod started: the running sidecar matches its requests once the catalog copy changed, without a restart", func() {
+			ns := namespace(nsCluster+"-follow", nil)
+			s := createSession(ns, "demo", snoopv1alpha1.InterceptionEnv, snoopv1alpha1.ClusterRelease)
+			Eventually(func() error {
+				return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: webhook.CatalogConfigMap}, &corev1.ConfigMap{})
+			}).Should(Succeed())
+			serviceAccount(ns, "demo", rbacv1.PolicyRule{APIGroups: []string{"toys.example.org"}, Resources: []string{"gizmos"}, Verbs: []string{"list"}})
+			// Lists gizmos every 3 s for at most 5 minutes; before the CRD
+			// exists kubectl finds no such resource and sends only discovery.
+			pod := workload(ns, "demo", fmt.Sprintf(`echo %s
+i=0
+while [ $i -lt 100 ]; do
+  /bin/kubectl --cache-dir=/scratch/kube-cache get gizmos.toys.example.org >/dev/null 2>&1 || true
+  i=$((i+1))
+  /bin/busybox sleep 3
+done
+exec /bin/busybox sleep 3600
+`, scriptDone))
+			Expect(admin.Create(ctx, pod)).To(Succeed())
+			Eventually(appLog(ns, pod.Name)).Should(ContainSubstring(scriptDone))
+			restarts := func() int32 {
+				var p corev1.Pod
+				Expect(admin.Get(ctx, client.ObjectKeyFromObject(pod), &p)).To(Succeed())
+				var n int32
+				for _, c := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+					n += c.RestartCount
+				}
+				return n
+			}
+			before := restarts()
+
+			By("installing the custom resource while the pod runs")
+			crd := filepath.Join(GinkgoT().TempDir(), "gizmos.yaml")
+			Expect(os.WriteFile(crd, []byte(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gizmos.toys.example.org
+spec:
+  group: toys.example.org
+  scope: Namespaced
+  names: {plural: gizmos, singular: gizmo, kind: Gizmo, listKind: GizmoList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`), 0o600)).To(Succeed())
+			installed := time.Now()
+			kube("apply", "--server-side", "-f", crd)
+
+			By("the session counting the running pod's gizmo lists as hits of the new operation")
+			var st *results.State
+			Eventually(func(g Gomega) {
+				var err error
+				st, _, err = results.Load(ctx, admin, getSession(s))
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(hits(st)).To(HaveKeyWithValue(MatchRegexp(`^list.*Gizmo$`), BeNumerically(">=", 1)))
+			}, 4*time.Minute, 2*time.Second).Should(Succeed())
+			GinkgoWriter.Printf("a running pod's gizmo lists matched %s after the CRD was applied; unknown before that: %v\n",
+				time.Since(installed).Round(time.Second), unknownShapes(st))
+			Expect(restarts()).To(Equal(before), "the pod's containers restarted")
 		})
 	})
 
