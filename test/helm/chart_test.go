@@ -213,6 +213,7 @@ func TestValues(t *testing.T) {
 		{"log level", map[string]any{"logging": map[string]any{"level": "verbose"}}, "level"},
 		{"namespace name", map[string]any{"webhook": map[string]any{"skipNamespaces": []any{"Kube_System"}}}, "skipNamespaces"},
 		{"node selector value", map[string]any{"nodeSelector": map[string]any{"disktype": 1}}, "nodeSelector"},
+		{"catalog check interval", map[string]any{"catalogCheckInterval": "soon"}, "catalogCheckInterval"},
 	}
 	for _, tc := range refused {
 		t.Run("refuses "+tc.name, func(t *testing.T) {
@@ -237,6 +238,7 @@ func TestValues(t *testing.T) {
 		{"no skipped namespaces", map[string]any{"webhook": map[string]any{"skipNamespaces": []any{}}}},
 		{"numeric resources", map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": 0.5, "memory": "128Mi"}}}},
 		{"global values of a parent chart", map[string]any{"global": map[string]any{"imageRegistry": "registry.example"}}},
+		{"catalog check interval", map[string]any{"catalogCheckInterval": "1m30s"}},
 	}
 	for _, tc := range accepted {
 		t.Run("accepts "+tc.name, func(t *testing.T) {

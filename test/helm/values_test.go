@@ -139,13 +139,14 @@ func changedValues() map[string]any {
 		"priorityClassName": "system-cluster-critical",
 		"podAnnotations":    map[string]any{"example.com/scrape": "true"},
 		// The selector's label is kept over podLabels.
-		"podLabels":      map[string]any{"team": "platform", "app.kubernetes.io/component": "other"},
-		"serviceAccount": map[string]any{"annotations": map[string]any{"example.com/role": "snoop"}},
-		"clusterDomain":  "corp.example",
-		"metrics":        map[string]any{"enabled": false},
-		"webhook":        map[string]any{"timeoutSeconds": 5, "skipNamespaces": []any{"kube-system", "monitoring"}},
-		"collector":      map[string]any{"url": "https://collector.example/intake", "auditSessionNamespaces": []any{otherNamespace, "conformance"}},
-		"logging":        map[string]any{"level": 3, "encoder": "console"},
+		"podLabels":            map[string]any{"team": "platform", "app.kubernetes.io/component": "other"},
+		"serviceAccount":       map[string]any{"annotations": map[string]any{"example.com/role": "snoop"}},
+		"clusterDomain":        "corp.example",
+		"catalogCheckInterval": "10s",
+		"metrics":              map[string]any{"enabled": false},
+		"webhook":              map[string]any{"timeoutSeconds": 5, "skipNamespaces": []any{"kube-system", "monitoring"}},
+		"collector":            map[string]any{"url": "https://collector.example/intake", "auditSessionNamespaces": []any{otherNamespace, "conformance"}},
+		"logging":              map[string]any{"level": 3, "encoder": "console"},
 	}
 }
 
@@ -201,6 +202,7 @@ func TestValuesApplied(t *testing.T) {
 
 	wantFlags := map[string]string{
 		"--cluster-domain":           "corp.example",
+		"--catalog-check-interval":   "10s",
 		"--metrics-bind-address":     "0",
 		"--skip-namespaces":          "kube-system,monitoring",
 		"--collector-url":            "https://collector.example/intake",
