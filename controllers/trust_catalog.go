@@ -18,9 +18,9 @@ import (
 
 // followCatalog keeps the catalog copies in step with the live cluster's
 // API until ctx ends: every r.CatalogCheck, while some namespace holds a
-// copy, it asks the resolver for the cluster's catalog (which reads the
-// cluster's small OpenAPI index at most once per its ClusterTTL, and the
-// documents only when the index changed) and, when that is another catalog
+// copy, it has the resolver read the cluster's version and small OpenAPI
+// index (the documents only when the index changed) and, when that gives
+// another catalog
 // than the one before, sends every namespace holding a copy to the
 // reconciler, which rewrites it. A custom resource or aggregated API added
 // to the cluster thus reaches the sidecars' --catalog-file without waiting
@@ -43,7 +43,7 @@ func (r *TrustReconciler) followCatalog(ctx context.Context, namespaces chan<- e
 		if err != nil || len(holding) == 0 {
 			continue
 		}
-		c, err := r.Releases.Resolve(ctx, snoopv1alpha1.ClusterRelease)
+		c, err := r.checkCluster(ctx)
 		if err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Cannot read the live cluster's API: its catalog copies stay as they are")
 			continue
@@ -63,6 +63,22 @@ func (r *TrustReconciler) followCatalog(ctx context.Context, namespaces chan<- e
 			}
 		}
 	}
+}
+
+// clusterChecker is a resolver that can ask the cluster now whether its API
+// changed, whatever its cache's age (releases.Resolver).
+type clusterChecker interface {
+	CheckCluster(ctx context.Context) (*catalog.Catalog, error)
+}
+
+// checkCluster asks the cluster at every look when the resolver can:
+// with a cache as old as the look's interval, Resolve would read the
+// cluster only at every other look.
+func (r *TrustReconciler) checkCluster(ctx context.Context) (*catalog.Catalog, error) {
+	if checker, ok := r.Releases.(clusterChecker); ok {
+		return checker.CheckCluster(ctx)
+	}
+	return r.Releases.Resolve(ctx, snoopv1alpha1.ClusterRelease)
 }
 
 // catalogCopies lists the namespaces that hold a copy of the live cluster's

@@ -113,6 +113,9 @@ func New(cfg *rest.Config, opConfig Config, opts ctrl.Options) (ctrl.Manager, er
 	if opConfig.ClusterDomain == "" {
 		opConfig.ClusterDomain = "cluster.local"
 	}
+	if opConfig.CatalogCheck < 0 {
+		return nil, fmt.Errorf("create manager: --catalog-check-interval %s is negative: give a duration such as 30s (0 for the default)", opConfig.CatalogCheck)
+	}
 	wh := withWebhookDefaults(opConfig.Webhook)
 	if opts.Scheme == nil {
 		opts.Scheme = scheme.New()

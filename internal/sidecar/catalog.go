@@ -90,9 +90,9 @@ const defaultCatalogCheck = 10 * time.Second
 // another modification time or size), and when the new one decodes, the
 // recorder matches every request from then on against it. Requests counted
 // before stay as they were counted: a request to a custom resource the
-// catalog did not know yet stays unknown. A file that is missing or does
-// not decode leaves the catalog in use, and is warned about once per
-// version of the file.
+// catalog did not know yet stays unknown. A file that is missing or cannot
+// be read is looked at again next time; one that does not decode leaves the
+// catalog in use and is warned about once per version of the file.
 func followCatalog(ctx context.Context, file string, last os.FileInfo, schemasFile string, interval time.Duration, rec *record.Recorder, logf func(format string, args ...any)) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -106,10 +106,14 @@ func followCatalog(ctx context.Context, file string, last os.FileInfo, schemasFi
 		if err != nil || last != nil && info.ModTime().Equal(last.ModTime()) && info.Size() == last.Size() {
 			continue
 		}
-		last = info
-		c, err := readCatalogFile(file)
+		data, err := os.ReadFile(file)
 		if err != nil {
-			logf("Warning: --catalog-file changed but cannot be used, matching against the catalog read before: %v", err)
+			continue // mid-swap: the next look reads it
+		}
+		last = info
+		c, err := catalog.Decode(data)
+		if err != nil {
+			logf("Warning: --catalog-file changed but cannot be used, matching against the catalog read before: decode %s: %v", file, err)
 			continue
 		}
 		withSchemas(c, schemasFile, logf)

@@ -429,6 +429,7 @@ spec:
 `), 0o600)).To(Succeed())
 			installed := time.Now()
 			kube("apply", "--server-side", "-f", crd)
+			DeferCleanup(func() { kube("delete", "--wait=false", "-f", crd) })
 
 			By("the session counting the running pod's gizmo lists as hits of the new operation")
 			var st *results.State

@@ -46,14 +46,21 @@ type Resolver struct {
 	// cluster's OpenAPI index is read again (custom resources come and go).
 	// Zero means DefaultClusterTTL.
 	ClusterTTL time.Duration
+	// IncompleteRetry is how often a catalog that lacks a document the
+	// index lists is built again while the index stays the same; zero means
+	// DefaultIncompleteRetry.
+	IncompleteRetry time.Duration
 
-	mu      sync.Mutex
-	cluster *catalog.Catalog
+	mu            sync.Mutex
+	cachedCluster *catalog.Catalog
 	// checked is when the cluster's index was last read; built is the index
-	// (version and every document's hashed URL) cluster was built from, so
-	// an unchanged API is not read and parsed again.
-	checked time.Time
-	built   string
+	// (version and every document's hashed URL) cachedCluster was built
+	// from, at builtAt, so that an unchanged API is not read and parsed
+	// again; complete says every document was read then.
+	checked  time.Time
+	built    string
+	builtAt  time.Time
+	complete bool
 }
 
 // Resolve returns the catalog of release: "cluster" or an embedded release
@@ -76,21 +83,55 @@ func (r *Resolver) Resolve(ctx context.Context, release string) (*catalog.Catalo
 }
 
 func (r *Resolver) clusterCatalog(ctx context.Context) (*catalog.Catalog, error) {
+	return r.cluster(ctx, false)
+}
+
+// CheckCluster returns the live cluster's catalog after asking the cluster
+// whether its API changed, whatever the ClusterTTL: for a caller that looks
+// on its own schedule (the trust controller's catalog follower), so that
+// its every look reads the index rather than every other one.
+func (r *Resolver) CheckCluster(ctx context.Context) (*catalog.Catalog, error) {
+	return r.cluster(ctx, true)
+}
+
+// DefaultIncompleteRetry is how often a catalog built while some OpenAPI
+// document could not be read (an aggregated API that is down answers 503
+// for as long as it is down) is built again with the same index, so that
+// the rest of the cluster's API is not read and parsed again at every
+// check.
+const DefaultIncompleteRetry = 5 * time.Minute
+
+func (r *Resolver) cluster(ctx context.Context, now bool) (*catalog.Catalog, error) {
 	if r.Discovery == nil {
 		return nil, fmt.Errorf("%w: the live cluster's API is not available to this operator", catalog.ErrUnsupportedRelease)
 	}
 	ttl := r.ClusterTTL
-	if ttl == 0 {
+	if ttl <= 0 {
 		ttl = DefaultClusterTTL
 	}
 	// One reader at a time: concurrent reconciles wait for the first read
 	// instead of each reading the whole API.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cluster != nil && time.Since(r.checked) < ttl {
-		return r.cluster, nil
+	if r.cachedCluster != nil && !now && time.Since(r.checked) < ttl {
+		return r.cachedCluster, nil
 	}
+	c, err := r.read(ctx)
+	if err != nil && r.cachedCluster != nil {
+		// The catalog read before stays in use until the cluster answers
+		// again: a moment of an unreachable API server must not fail every
+		// session, the audit sink and the results API at once.
+		logf.FromContext(ctx).Error(err, "Cannot read the live cluster's API: its catalog read before stays in use")
+		r.checked = time.Now()
+		return r.cachedCluster, nil
+	}
+	return c, err
+}
 
+// read reads the cluster's version and OpenAPI index and builds the catalog
+// again when the index changed (or a document was missing the last time,
+// at most every IncompleteRetry).
+func (r *Resolver) read(ctx context.Context) (*catalog.Catalog, error) {
 	disco := discovery.ToDiscoveryInterfaceWithContext(r.Discovery)
 	version, err := disco.ServerVersionWithContext(ctx)
 	if err != nil {
@@ -101,9 +142,13 @@ func (r *Resolver) clusterCatalog(ctx context.Context) (*catalog.Catalog, error)
 		return nil, fmt.Errorf("read cluster OpenAPI v3 index: %w", err)
 	}
 	index := indexKey(version.GitVersion, paths)
-	if r.cluster != nil && index == r.built {
+	retry := r.IncompleteRetry
+	if retry <= 0 {
+		retry = DefaultIncompleteRetry
+	}
+	if r.cachedCluster != nil && index == r.built && (r.complete || time.Since(r.builtAt) < retry) {
 		r.checked = time.Now()
-		return r.cluster, nil
+		return r.cachedCluster, nil
 	}
 
 	docs, complete, err := readDocuments(ctx, paths)
@@ -116,12 +161,8 @@ func (r *Resolver) clusterCatalog(ctx context.Context) (*catalog.Catalog, error)
 	}
 	// Say where the operations come from: the cluster, not an embedded release.
 	c.Release = snoopv1alpha1.ClusterRelease + " " + version.GitVersion
-	if !complete {
-		// Build again at the next check, when the missing document may be
-		// back under the same URL.
-		index = ""
-	}
-	r.cluster, r.checked, r.built = c, time.Now(), index
+	r.cachedCluster, r.built, r.complete = c, index, complete
+	r.checked, r.builtAt = time.Now(), time.Now()
 	return c, nil
 }
 

@@ -20,16 +20,21 @@ import (
 // fakeCluster serves /version, the /openapi/v3 index and its documents, like
 // an API server, and counts the documents read.
 type fakeCluster struct {
-	mu      sync.Mutex
-	docs    map[string]string // path -> document; hash in the URL is its length
-	down    map[string]bool   // paths whose API server is unavailable
-	fetched int
+	mu          sync.Mutex
+	docs        map[string]string // path -> document; hash in the URL is its length
+	down        map[string]bool   // paths whose API server is unavailable
+	unreachable bool              // every request fails
+	fetched     int
 }
 
 func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if f.unreachable {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
 	switch path := strings.TrimPrefix(r.URL.Path, "/openapi/v3"); {
 	case r.URL.Path == "/version":
 		fmt.Fprint(w, `{"major": "1", "minor": "37", "gitVersion": "v1.37.2"}`)
@@ -200,15 +205,85 @@ func TestResolveClusterLeavesOutUnavailableAPIs(t *testing.T) {
 		t.Error("the available API is missing")
 	}
 
-	// Back under the same URL: the next check builds the catalog again.
+	// Still down: the rest of the API is not read again at every check.
+	read := f.fetches()
+	if _, err := r.Resolve(context.Background(), "cluster"); err != nil {
+		t.Fatal(err)
+	}
+	if f.fetches() != read {
+		t.Errorf("%d documents read again while the same API stays down", f.fetches()-read)
+	}
+
+	// Back under the same URL: the check after IncompleteRetry builds the
+	// catalog again.
 	f.mu.Lock()
 	delete(f.down, "apis/example.com/v1")
 	f.mu.Unlock()
+	r.IncompleteRetry = time.Nanosecond
 	c, err = r.Resolve(context.Background(), "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := c.Operation("listExampleComV1NamespacedWidget"); !ok {
 		t.Error("the API that came back is still missing")
+	}
+}
+
+// TestCheckClusterIgnoresTheTTL: the follower's own schedule reads the index
+// at every look, whatever the TTL other callers share.
+func TestCheckClusterIgnoresTheTTL(t *testing.T) {
+	f, disco := newFakeCluster(t)
+	r := &Resolver{Discovery: disco, ClusterTTL: time.Hour}
+	ctx := context.Background()
+	if _, err := r.Resolve(ctx, "cluster"); err != nil {
+		t.Fatal(err)
+	}
+	f.set("apis/example.com/v1", openAPIDoc(map[string]string{
+		"/apis/example.com/v1/namespaces/{namespace}/widgets": "listExampleComV1NamespacedWidget",
+		"/apis/example.com/v1/namespaces/{namespace}/gadgets": "listExampleComV1NamespacedGadget",
+	}))
+	cached, err := r.Resolve(ctx, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cached.Operation("listExampleComV1NamespacedGadget"); ok {
+		t.Fatal("Resolve read the cluster within the TTL")
+	}
+	checked, err := r.CheckCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := checked.Operation("listExampleComV1NamespacedGadget"); !ok {
+		t.Error("CheckCluster did not read the changed API")
+	}
+}
+
+// TestResolveClusterKeepsTheCatalogWhileTheClusterIsUnreachable: past the
+// TTL, a cluster that does not answer leaves the catalog read before in
+// use instead of failing every caller.
+func TestResolveClusterKeepsTheCatalogWhileTheClusterIsUnreachable(t *testing.T) {
+	f, disco := newFakeCluster(t)
+	r := &Resolver{Discovery: disco, ClusterTTL: time.Nanosecond}
+	ctx := context.Background()
+	first, err := r.Resolve(ctx, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.unreachable = true
+	f.mu.Unlock()
+	for _, resolve := range []func() (*catalog.Catalog, error){
+		func() (*catalog.Catalog, error) { return r.Resolve(ctx, "cluster") },
+		func() (*catalog.Catalog, error) { return r.CheckCluster(ctx) },
+	} {
+		c, err := resolve()
+		if err != nil || c != first {
+			t.Errorf("with the cluster unreachable: %v, the catalog read before: %t; want it, no error", err, c == first)
+		}
+	}
+
+	// Without a catalog read before, the error is the caller's.
+	if _, err := (&Resolver{Discovery: disco}).Resolve(ctx, "cluster"); err == nil {
+		t.Error("a first read of an unreachable cluster succeeded")
 	}
 }
