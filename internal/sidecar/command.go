@@ -246,24 +246,19 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		}
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	// Every listener before any goroutine: a port already taken ends the
+	// command with nothing left running.
+	listeners, err := listenAll(o.listen, o.adminListen, o.resultsListen, o.connectListen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.listen, err)
+		return err
 	}
-	adminLn, err := net.Listen("tcp", o.adminListen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.adminListen, err)
-	}
+	ln, adminLn, resultsLn, connectLn := listeners[0], listeners[1], listeners[2], listeners[3]
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { serving.Run(ctx, certs.DefaultReloadInterval); return nil })
 	g.Go(func() error { return proxy.ServeTLS(ctx, ln, p, serving.TLSConfig()) })
 	g.Go(func() error { return serveHTTP(ctx, adminLn, record.AdminHandler(metrics)) })
-	if o.resultsListen != "" {
-		resultsLn, err := net.Listen("tcp", o.resultsListen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", o.resultsListen, err)
-		}
+	if resultsLn != nil {
 		results := record.ResultsHandler(rec, shipper)
 		if o.profiling {
 			mux := http.NewServeMux()
@@ -283,16 +278,34 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			return nil
 		})
 	}
-	if o.connectListen != "" {
-		connectLn, err := net.Listen("tcp", o.connectListen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", o.connectListen, err)
-		}
+	if connectLn != nil {
 		intercept := []string{upstream.Host, "kubernetes.default.svc:443", "kubernetes.default.svc.cluster.local:443", "kubernetes.default:443", "kubernetes:443"}
 		g.Go(func() error { return o.connect(ctx, connectLn, intercept, p, serving.GetCertificate) })
 	}
 	log.Printf("Recording proxy on %s for %s, matching against Kubernetes %s (%d operations)", ln.Addr(), upstream, cat.Release, len(cat.Operations))
 	return g.Wait()
+}
+
+// listenAll listens on every address, nil for an empty one, or on none:
+// when one fails, those opened are closed.
+func listenAll(addrs ...string) ([]net.Listener, error) {
+	listeners := make([]net.Listener, len(addrs))
+	for i, addr := range addrs {
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, opened := range listeners[:i] {
+				if opened != nil {
+					_ = opened.Close()
+				}
+			}
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		listeners[i] = ln
+	}
+	return listeners, nil
 }
 
 // serveHTTP serves plain HTTP on ln until ctx ends.

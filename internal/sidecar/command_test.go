@@ -605,3 +605,42 @@ func readResults(t *testing.T, results string) coverage.Report {
 	}
 	return rep
 }
+
+// TestTakenPortLeavesNothingRunning: when one of the listeners cannot be
+// opened, the command fails saying which, and the ports it had opened are
+// free again.
+func TestTakenPortLeavesNothingRunning(t *testing.T) {
+	keepRuntime(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	upstream := httptest.NewTLSServer(http.NotFoundHandler())
+	defer upstream.Close()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	certPEM, keyPEM := selfSigned(t)
+	for path, data := range map[string][]byte{caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw}), certFile: certPEM, keyFile: keyPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen, admin := freeAddr(t), freeAddr(t)
+	cmd := NewCommand("snoop-proxy", nil)
+	cmd.SetArgs([]string{"--listen", listen, "--admin-listen", admin, "--results-listen", taken.Addr().String(),
+		"--upstream", upstream.URL, "--upstream-ca-file", caFile, "--cert-file", certFile, "--key-file", keyFile})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err = cmd.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Fatalf("with --results-listen taken: %v, want an error naming it", err)
+	}
+	for _, addr := range []string{listen, admin} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s is still held after the command failed: %v", addr, err)
+			continue
+		}
+		ln.Close()
+	}
+}
