@@ -10,19 +10,29 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/catalog"
 	"apisnoop.dev/kube-apisnoop/internal/catalog/releases"
+	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
 	"apisnoop.dev/kube-apisnoop/internal/webhook"
 )
+
+// ClusterCatalogs resolves releases and can ask the cluster now whether its
+// API changed, whatever its cache's age (releases.Resolver in the
+// operator).
+type ClusterCatalogs interface {
+	ReleaseResolver
+	// CheckCluster returns the live cluster's catalog after reading the
+	// cluster's OpenAPI index.
+	CheckCluster(ctx context.Context) (*catalog.Catalog, error)
+}
 
 // followCatalog keeps the catalog copies in step with the live cluster's
 // API until ctx ends: every r.CatalogCheck, while some namespace holds a
 // copy, it has the resolver read the cluster's version and small OpenAPI
-// index (the documents only when the index changed) and, when that gives
-// another catalog
-// than the one before, sends every namespace holding a copy to the
-// reconciler, which rewrites it. A custom resource or aggregated API added
+// index (CheckCluster: with a cache as old as the interval, Resolve would
+// read it only at every other look; the documents only when the index
+// changed) and, when that gives another catalog than the one before, sends
+// every namespace holding a copy to the reconciler, which rewrites it. A custom resource or aggregated API added
 // to the cluster thus reaches the sidecars' --catalog-file without waiting
 // for trustRefresh.
 func (r *TrustReconciler) followCatalog(ctx context.Context, namespaces chan<- event.GenericEvent) error {
@@ -43,7 +53,7 @@ func (r *TrustReconciler) followCatalog(ctx context.Context, namespaces chan<- e
 		if err != nil || len(holding) == 0 {
 			continue
 		}
-		c, err := r.checkCluster(ctx)
+		c, err := r.Releases.CheckCluster(ctx)
 		if err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Cannot read the live cluster's API: its catalog copies stay as they are")
 			continue
@@ -65,27 +75,11 @@ func (r *TrustReconciler) followCatalog(ctx context.Context, namespaces chan<- e
 	}
 }
 
-// clusterChecker is a resolver that can ask the cluster now whether its API
-// changed, whatever its cache's age (releases.Resolver).
-type clusterChecker interface {
-	CheckCluster(ctx context.Context) (*catalog.Catalog, error)
-}
-
-// checkCluster asks the cluster at every look when the resolver can:
-// with a cache as old as the look's interval, Resolve would read the
-// cluster only at every other look.
-func (r *TrustReconciler) checkCluster(ctx context.Context) (*catalog.Catalog, error) {
-	if checker, ok := r.Releases.(clusterChecker); ok {
-		return checker.CheckCluster(ctx)
-	}
-	return r.Releases.Resolve(ctx, snoopv1alpha1.ClusterRelease)
-}
-
 // catalogCopies lists the namespaces that hold a copy of the live cluster's
 // catalog (the cache holds the operator's own ConfigMaps).
 func (r *TrustReconciler) catalogCopies(ctx context.Context) ([]string, error) {
 	var list corev1.ConfigMapList
-	if err := r.Cache.List(ctx, &list, client.MatchingLabels{snoopv1alpha1.ManagedByLabel: snoopv1alpha1.ManagedByValue}); err != nil {
+	if err := r.Cache.List(ctx, &list, client.MatchingLabelsSelector{Selector: issuer.Managed()}); err != nil {
 		return nil, err
 	}
 	var namespaces []string

@@ -70,7 +70,7 @@ type TrustReconciler struct {
 	// CA alone.
 	CollectorCA func() ([]byte, error)
 	// Releases builds the live cluster's catalog.
-	Releases ReleaseResolver
+	Releases ClusterCatalogs
 	// Skip lists the namespaces the webhook never injects, as the ignore
 	// label does: nothing is written there.
 	Skip []string
@@ -82,8 +82,8 @@ type TrustReconciler struct {
 
 	// The live catalog and its schemas, encoded once per catalog the
 	// resolver returns (it keeps one until the cluster's API changes), not
-	// once per namespace and event. encodedSchemas is nil when the catalog has none or they
-	// do not fit beside it.
+	// once per namespace and event. encodedSchemas is nil when the catalog
+	// has none or they do not fit beside it.
 	encodedFor     *catalog.Catalog
 	encoded        []byte
 	encodedSchemas []byte
@@ -250,12 +250,7 @@ func encodeCatalog(ctx context.Context, c *catalog.Catalog, budget int) (data, s
 func (r *TrustReconciler) ensure(ctx context.Context, obj client.Object, mutate func()) error {
 	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error {
 		mutate()
-		labels := obj.GetLabels()
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		labels[snoopv1alpha1.ManagedByLabel] = snoopv1alpha1.ManagedByValue
-		obj.SetLabels(labels)
+		issuer.MarkManaged(obj)
 		return nil
 	})
 	if err != nil {

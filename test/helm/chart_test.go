@@ -214,6 +214,7 @@ func TestValues(t *testing.T) {
 		{"namespace name", map[string]any{"webhook": map[string]any{"skipNamespaces": []any{"Kube_System"}}}, "skipNamespaces"},
 		{"node selector value", map[string]any{"nodeSelector": map[string]any{"disktype": 1}}, "nodeSelector"},
 		{"catalog check interval", map[string]any{"catalogCheckInterval": "soon"}, "catalogCheckInterval"},
+		{"catalog check interval without a number", map[string]any{"catalogCheckInterval": "s"}, "catalogCheckInterval"},
 	}
 	for _, tc := range refused {
 		t.Run("refuses "+tc.name, func(t *testing.T) {
@@ -239,6 +240,7 @@ func TestValues(t *testing.T) {
 		{"numeric resources", map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": 0.5, "memory": "128Mi"}}}},
 		{"global values of a parent chart", map[string]any{"global": map[string]any{"imageRegistry": "registry.example"}}},
 		{"catalog check interval", map[string]any{"catalogCheckInterval": "1m30s"}},
+		{"catalog check interval of the default", map[string]any{"catalogCheckInterval": "0"}},
 	}
 	for _, tc := range accepted {
 		t.Run("accepts "+tc.name, func(t *testing.T) {

@@ -101,7 +101,9 @@ func (r *Resolver) CheckCluster(ctx context.Context) (*catalog.Catalog, error) {
 // check.
 const DefaultIncompleteRetry = 5 * time.Minute
 
-func (r *Resolver) cluster(ctx context.Context, now bool) (*catalog.Catalog, error) {
+// cluster returns the cached catalog within the TTL unless fresh, else
+// reads the cluster.
+func (r *Resolver) cluster(ctx context.Context, fresh bool) (*catalog.Catalog, error) {
 	if r.Discovery == nil {
 		return nil, fmt.Errorf("%w: the live cluster's API is not available to this operator", catalog.ErrUnsupportedRelease)
 	}
@@ -113,7 +115,7 @@ func (r *Resolver) cluster(ctx context.Context, now bool) (*catalog.Catalog, err
 	// instead of each reading the whole API.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cachedCluster != nil && !now && time.Since(r.checked) < ttl {
+	if r.cachedCluster != nil && !fresh && time.Since(r.checked) < ttl {
 		return r.cachedCluster, nil
 	}
 	c, err := r.read(ctx)
@@ -162,7 +164,8 @@ func (r *Resolver) read(ctx context.Context) (*catalog.Catalog, error) {
 	// Say where the operations come from: the cluster, not an embedded release.
 	c.Release = snoopv1alpha1.ClusterRelease + " " + version.GitVersion
 	r.cachedCluster, r.built, r.complete = c, index, complete
-	r.checked, r.builtAt = time.Now(), time.Now()
+	r.checked = time.Now()
+	r.builtAt = r.checked
 	return c, nil
 }
 

@@ -30,11 +30,14 @@ func IsManaged(obj metav1.Object) bool {
 	return obj.GetLabels()[snoopv1alpha1.ManagedByLabel] == snoopv1alpha1.ManagedByValue
 }
 
-func markManaged(obj *metav1.ObjectMeta) {
-	if obj.Labels == nil {
-		obj.Labels = map[string]string{}
+// MarkManaged labels an object as the operator's, keeping its other labels.
+func MarkManaged(obj metav1.Object) {
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
 	}
-	obj.Labels[snoopv1alpha1.ManagedByLabel] = snoopv1alpha1.ManagedByValue
+	labels[snoopv1alpha1.ManagedByLabel] = snoopv1alpha1.ManagedByValue
+	obj.SetLabels(labels)
 }
 
 // CAStore keeps the operator's CA in a Secret of its own namespace, making it
@@ -69,7 +72,7 @@ func (s *CAStore) Get(ctx context.Context) (*signer.CA, error) {
 			Type:       corev1.SecretTypeTLS,
 			Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM, corev1.TLSPrivateKeyKey: ca.KeyPEM},
 		}
-		markManaged(&secret.ObjectMeta)
+		MarkManaged(secret)
 		if err := s.Client.Create(ctx, secret); err == nil {
 			s.ca = ca
 			return ca, nil

@@ -114,7 +114,7 @@ func (i *ProxyCertIssuer) Ensure(ctx context.Context) (next time.Time, issued bo
 	}
 	secret.Name, secret.Namespace = i.Secret.Name, i.Secret.Namespace
 	secret.Type = corev1.SecretTypeTLS
-	markManaged(&secret.ObjectMeta)
+	MarkManaged(secret)
 	secret.Data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, SecretKeyCA: ca.CertPEM}
 	if exists {
 		err = i.Client.Update(ctx, secret)

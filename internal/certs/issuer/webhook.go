@@ -104,7 +104,7 @@ func (w *WebhookCert) Ensure(ctx context.Context) (next time.Time, issued bool, 
 	secret.Name, secret.Namespace = w.Secret.Name, w.Secret.Namespace
 	secret.Type = corev1.SecretTypeTLS
 	secret.Data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, SecretKeyCA: ca.CertPEM}
-	markManaged(&secret.ObjectMeta)
+	MarkManaged(secret)
 	if exists {
 		err = w.Client.Update(ctx, secret)
 	} else {
