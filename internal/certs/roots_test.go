@@ -2,7 +2,6 @@ package certs_test
 
 import (
 	"crypto/tls"
-	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,7 +21,7 @@ func TestRootsFileFollowsTheFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "ca.crt")
 	write := func(ca *proxytest.CA) {
 		t.Helper()
-		if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Leaf.Raw}), 0o600); err != nil {
+		if err := os.WriteFile(file, ca.PEM(), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

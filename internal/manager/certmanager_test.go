@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"apisnoop.dev/kube-apisnoop/internal/certs/issuer"
-	"apisnoop.dev/kube-apisnoop/internal/manager"
 	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
 	"apisnoop.dev/kube-apisnoop/internal/webhook"
 )
@@ -27,7 +26,7 @@ var _ = Describe("With a webhook certificate issued by someone else (cert-manage
 		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Certificate[0]})
 		keyPEM, err := keyutil.MarshalPrivateKeyToPEM(pair.PrivateKey)
 		Expect(err).NotTo(HaveOccurred())
-		issuerCAPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issuerCA.Cert.Leaf.Raw})
+		issuerCAPEM := issuerCA.PEM()
 		for name, data := range map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, issuer.SecretKeyCA: issuerCAPEM} {
 			Expect(os.WriteFile(filepath.Join(dir, name), data, 0o600)).To(Succeed())
 		}
@@ -44,14 +43,13 @@ var _ = Describe("With a webhook certificate issued by someone else (cert-manage
 
 		ns := targetNamespace(nil)
 		session(ns, nil)
-		operatorCA := &corev1.Secret{}
-		Expect(admin.Get(ctx, client.ObjectKey{Namespace: namespace, Name: manager.CASecretName}, operatorCA)).To(Succeed())
+		operatorCA := caPEM()
 		Eventually(func(g Gomega) {
 			copied := &corev1.Secret{}
 			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: webhook.ProxyCertSecret}, copied)).To(Succeed())
 			roots := x509.NewCertPool()
 			g.Expect(roots.AppendCertsFromPEM(copied.Data[issuer.SecretKeyCA])).To(BeTrue())
-			for _, ca := range [][]byte{issuerCAPEM, operatorCA.Data[corev1.TLSCertKey]} {
+			for _, ca := range [][]byte{issuerCAPEM, operatorCA} {
 				g.Expect(string(copied.Data[issuer.SecretKeyCA])).To(ContainSubstring(string(ca)))
 			}
 			// What the sidecar does with the file: verify the collector's

@@ -3,7 +3,6 @@ package issuer
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,7 +45,7 @@ func verifies(t *testing.T, roots []byte, pair tls.Certificate) bool {
 func TestCollectorRootsWithCertManager(t *testing.T) {
 	operatorCA, certManagerCA := proxytest.NewCA(t), proxytest.NewCA(t)
 	caPEM := func(ca *proxytest.CA) []byte {
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Leaf.Raw})
+		return ca.PEM()
 	}
 	dir := t.TempDir()
 	load := CertDirCA(dir)

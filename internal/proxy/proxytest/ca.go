@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
 	"testing"
@@ -19,6 +20,11 @@ import (
 type CA struct {
 	Cert tls.Certificate // with Leaf set
 	Pool *x509.CertPool  // trusts only this CA
+}
+
+// PEM is the CA's certificate, PEM-encoded, as a trust bundle holds it.
+func (ca *CA) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Leaf.Raw})
 }
 
 func NewCA(t testing.TB) *CA {
