@@ -420,6 +420,27 @@ func TestClusterCatalogFieldCoverage(t *testing.T) {
 	}
 }
 
+// upstreamAndServingFiles writes the upstream's CA and a fresh loopback
+// serving pair, and returns the flags naming them (with --upstream) and the
+// serving certificate.
+func upstreamAndServingFiles(t *testing.T, upstream *httptest.Server) (flags []string, certPEM []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	certPEM, keyPEM := selfSigned(t)
+	return []string{
+		"--upstream", upstream.URL,
+		"--upstream-ca-file", write("upstream.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
+		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
+	}, certPEM
+}
+
 // runningProxy is the proxy command serving in a test: its listeners and a
 // client trusting its serving certificate.
 type runningProxy struct {
@@ -432,23 +453,12 @@ type runningProxy struct {
 // test ends, and waits until it is ready.
 func startProxyCommand(t *testing.T, upstream *httptest.Server, args ...string) runningProxy {
 	t.Helper()
-	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	certPEM, keyPEM := selfSigned(t)
 	p := runningProxy{listen: freeAddr(t), admin: freeAddr(t), results: freeAddr(t)}
+	files, certPEM := upstreamAndServingFiles(t, upstream)
 	cmd := NewCommand("snoop-proxy", nil)
-	cmd.SetArgs(append([]string{
+	cmd.SetArgs(append(append([]string{
 		"--listen", p.listen, "--admin-listen", p.admin, "--results-listen", p.results,
-		"--upstream", upstream.URL,
-		"--upstream-ca-file", write("upstream.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw})),
-		"--cert-file", write("tls.crt", certPEM), "--key-file", write("tls.key", keyPEM),
-	}, args...))
+	}, files...), args...))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
@@ -620,18 +630,10 @@ func TestTakenPortLeavesNothingRunning(t *testing.T) {
 	defer taken.Close()
 	upstream := httptest.NewTLSServer(http.NotFoundHandler())
 	defer upstream.Close()
-	dir := t.TempDir()
-	caFile, certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	certPEM, keyPEM := selfSigned(t)
-	for path, data := range map[string][]byte{caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw}), certFile: certPEM, keyFile: keyPEM} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	files, _ := upstreamAndServingFiles(t, upstream)
 	listen, admin := freeAddr(t), freeAddr(t)
 	cmd := NewCommand("snoop-proxy", nil)
-	cmd.SetArgs([]string{"--listen", listen, "--admin-listen", admin, "--results-listen", taken.Addr().String(),
-		"--upstream", upstream.URL, "--upstream-ca-file", caFile, "--cert-file", certFile, "--key-file", keyFile})
+	cmd.SetArgs(append([]string{"--listen", listen, "--admin-listen", admin, "--results-listen", taken.Addr().String()}, files...))
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	err = cmd.ExecuteContext(context.Background())
 	if err == nil || !strings.Contains(err.Error(), taken.Addr().String()) {
