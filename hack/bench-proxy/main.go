@@ -93,7 +93,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "phases per target, interleaved; figures are over all rounds")
 	flag.StringVar(&conns, "conns", "1,16", "connection counts, comma-separated")
 	flag.BoolVar(&o.http2, "http2", false, "clients speak HTTP/2 where the proxy offers it (default HTTP/1.1, one request per connection at a time, as wrk)")
-	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct, snoop-proxy, bare, relay, kubectl, mitmproxy); empty runs all")
+	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct, snoop-proxy, snoop-reverse: the sidecar with --relay=false, bare, relay, kubectl, mitmproxy); empty runs all")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of snoop-proxy under the 16-connection loads here")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
@@ -222,6 +222,15 @@ func run(o options) error {
 			return err
 		}
 	}
+	if wanted("snoop-reverse") {
+		reverse, cmd, err := startSnoopProxy(o.snoopProxy, dir, upstream, caFile, sink, "--relay=false")
+		if err == nil {
+			reverse.name = "snoop reverse"
+		}
+		if err := add(reverse, cmd, err); err != nil {
+			return err
+		}
+	}
 	for _, c := range o.compare {
 		name, bin, _ := strings.Cut(c, "=")
 		other, cmd, err := startSnoopProxy(bin, dir, upstream, caFile, sink)
@@ -237,8 +246,8 @@ func run(o options) error {
 			return err
 		}
 	}
-	if o.relay != "" && wanted("relay") && !o.http2 {
-		if err := add(startFloor(o.relay, "TLS relay", false, dir, upstream, caFile)); err != nil {
+	if o.relay != "" && wanted("relay") {
+		if err := add(startFloor(o.relay, "TLS relay", true, dir, upstream, caFile)); err != nil {
 			return err
 		}
 	}
@@ -421,7 +430,7 @@ func waitServing(t *target, path string, limit time.Duration) error {
 // startSnoopProxy runs snoop-proxy as the webhook runs the sidecar: TLS,
 // the client's token forwarded, recording against the embedded 1.37
 // catalog, shipping a delta to the collector every second.
-func startSnoopProxy(bin, dir, upstream, caFile string, sink *collectorSink) (*target, *exec.Cmd, error) {
+func startSnoopProxy(bin, dir, upstream, caFile string, sink *collectorSink, extra ...string) (*target, *exec.Cmd, error) {
 	certFile, keyFile, roots, err := servingCert(dir, filepath.Base(bin)+"-"+freePort())
 	if err != nil {
 		return nil, nil, err
@@ -433,6 +442,7 @@ func startSnoopProxy(bin, dir, upstream, caFile string, sink *collectorSink) (*t
 		"--pod-name", "bench-0", "--pod-namespace", "default", "--service-account", "bench", "--release", "1.37", "--profiling",
 		"--collector", sink.url, "--collector-ca-file", sink.caFile, "--collector-token-file", sink.tokenFile, "--ship-interval", "1s",
 		"--source", strings.TrimSuffix(filepath.Base(certFile), ".crt"))
+	cmd.Args = append(cmd.Args, extra...)
 	if err := start(cmd, dir, filepath.Base(certFile)); err != nil {
 		return nil, nil, err
 	}
@@ -645,6 +655,7 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 		byName[t.name] = t
 	}
 	snoop, kubectl, bare, relay := byName["snoop-proxy"], byName["kubectl proxy"], byName["bare Go proxy"], byName["TLS relay"]
+	reverse := byName["snoop reverse"]
 	if snoop == nil {
 		return
 	}
@@ -655,6 +666,10 @@ func report(w io.Writer, o options, targets []*target, phases []string, apiServe
 		if kubectl != nil {
 			k := kubectl.samples[phase]
 			line += fmt.Sprintf(", %.2fx kubectl proxy's", perRequest(s.proxyCPU, s.requests)/perRequest(k.proxyCPU, k.requests))
+		}
+		if reverse != nil {
+			r := reverse.samples[phase]
+			line += fmt.Sprintf(", %.2fx its reverse proxy's", perRequest(s.proxyCPU, s.requests)/perRequest(r.proxyCPU, r.requests))
 		}
 		if bare != nil {
 			b := bare.samples[phase]

@@ -129,11 +129,13 @@ func TestAnswersCoalescedStreamsNot(t *testing.T) {
 
 // TestFollowedLogStreams: a followed log is no watch, yet its lines must
 // reach the client as the kubelet sends them, through both protocols.
-func TestFollowedLogStreams(t *testing.T) {
+func TestFollowedLogStreams(t *testing.T) { onEachPath(t, testFollowedLogStreams) }
+
+func testFollowedLogStreams(t *testing.T, start starter) {
 	const chunks = 4
 	next := make(chan struct{})
 	upstream, roots := proxytest.NewUpstream(t, proxytest.ChunkedStream(chunks, next))
-	px := proxyTo(t, upstream, roots, proxytest.NewEventLog())
+	px := proxyTo(t, start, upstream, roots, proxytest.NewEventLog())
 	for _, client := range []*http.Client{px.client, px.h1} {
 		resp, err := client.Get(px.url.String() + "/api/v1/namespaces/a/pods/p/log?follow=true")
 		if err != nil {

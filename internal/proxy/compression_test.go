@@ -19,7 +19,9 @@ import (
 // exactly (none when it sent none), even through a transport that would
 // ask for gzip on its own, and the client gets the upstream's bytes,
 // compressed exactly when it asked.
-func TestNothingAddedUpstream(t *testing.T) {
+func TestNothingAddedUpstream(t *testing.T) { onEachPath(t, testNothingAddedUpstream) }
+
+func testNothingAddedUpstream(t *testing.T, start starter) {
 	plain := []byte(strings.Repeat(`{"kind":"ConfigMap","data":{"k":"v"}},`, 200))
 	var zipped bytes.Buffer
 	zw := gzip.NewWriter(&zipped)
@@ -43,7 +45,7 @@ func TestNothingAddedUpstream(t *testing.T) {
 	// What a caller would naively pass: Go's default transparent
 	// compression left on.
 	naive := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: upstreamPool(upstream)}, ForceAttemptHTTP2: true}
-	px := startProxy(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: naive})
+	px := start(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: naive})
 
 	for _, tc := range []struct {
 		name, acceptEncoding string

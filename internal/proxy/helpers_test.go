@@ -51,6 +51,12 @@ func startServing(t testing.TB, h http.Handler) (addr string, ca *proxytest.CA, 
 func serveHandler(t testing.TB, h http.Handler) *runningProxy {
 	t.Helper()
 	addr, ca, cancel, served := startServing(t, h)
+	return running(t, addr, ca, cancel, served)
+}
+
+// running is a proxy serving on addr under ca, with clients of both
+// protocols, shut down (cancel) when the test ends.
+func running(t testing.TB, addr string, ca *proxytest.CA, cancel context.CancelFunc, served <-chan error) *runningProxy {
 	px := &runningProxy{
 		url:    &url.URL{Scheme: "https", Host: addr},
 		ca:     ca,
@@ -68,6 +74,57 @@ func serveHandler(t testing.TB, h http.Handler) *runningProxy {
 		}
 	})
 	return px
+}
+
+// starter starts a proxy of a config on one forwarding path.
+type starter func(testing.TB, Config) *runningProxy
+
+// onEachPath runs test with the reverse proxy (Serve) and with the relay
+// (ServeRelay): both must pass the same tests.
+func onEachPath(t *testing.T, test func(*testing.T, starter)) {
+	t.Run("reverse proxy", func(t *testing.T) { test(t, startProxy) })
+	t.Run("relay", func(t *testing.T) { test(t, startRelay) })
+}
+
+// startRelay builds a Proxy from cfg and serves it with ServeRelay until the
+// test ends. The relay reaches the upstream with the TLS settings of
+// cfg.Transport, which must be an *http.Transport.
+func startRelay(t testing.TB, cfg Config) *runningProxy {
+	t.Helper()
+	addr, ca, cancel, served := startRelayServing(t, cfg)
+	return running(t, addr, ca, cancel, served)
+}
+
+// startRelayServing serves cfg with ServeRelay on loopback under a fresh
+// test CA; cancel starts the shutdown and served reports how it ended.
+func startRelayServing(t testing.TB, cfg Config) (addr string, ca *proxytest.CA, cancel context.CancelFunc, served <-chan error) {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	tr, ok := cfg.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("the relay takes its upstream TLS settings from an *http.Transport, not %T", cfg.Transport)
+	}
+	upstreamTLS := tr.TLSClientConfig
+	if upstreamTLS == nil {
+		upstreamTLS = &tls.Config{}
+	}
+	ca = proxytest.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeRelay(ctx, ln, RelayConfig{
+			Proxy: p, Upstream: cfg.Upstream, UpstreamTLS: upstreamTLS,
+			Serving: &tls.Config{Certificates: []tls.Certificate{ca.Serving(t)}},
+		})
+	}()
+	return ln.Addr().String(), ca, cancel, done
 }
 
 func clientTransport(roots *x509.CertPool, http2 bool) *http.Transport {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"apisnoop.dev/kube-apisnoop/internal/match"
+	"apisnoop.dev/kube-apisnoop/internal/passive"
 	"apisnoop.dev/kube-apisnoop/internal/record"
 )
 
@@ -48,26 +49,39 @@ type exchange struct {
 // headers, and the Content-Type when bodies are kept (it says how the body
 // is written): events never carry any other header.
 func (p *Proxy) begin(r *http.Request) *exchange {
-	info, _ := match.NewRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
+	return p.newExchange(r.Context(), passive.Request{
+		Method:      r.Method,
+		Path:        r.URL.Path,
+		RawQuery:    r.URL.RawQuery,
+		UserAgent:   r.UserAgent(),
+		ContentType: r.Header.Get("Content-Type"),
+		Upgrade:     isUpgrade(r.Header),
+	})
+}
+
+// newExchange starts recording a request, whichever path forwards it: the
+// handler (begin) or the relay (relayExchange).
+func (p *Proxy) newExchange(ctx context.Context, req passive.Request) *exchange {
+	info, _ := match.NewRequestInfo(req.Method, req.Path, req.RawQuery)
 	ex := &exchange{
-		Context: r.Context(),
+		Context: ctx,
 		proxy:   p,
 		watch:   isWatch(info),
 		base: record.Event{
 			ID:        p.nextID.Add(1),
 			Time:      time.Now(),
-			Method:    r.Method,
-			Path:      r.URL.Path,
-			RawQuery:  r.URL.RawQuery,
-			UserAgent: r.UserAgent(),
+			Method:    req.Method,
+			Path:      req.Path,
+			RawQuery:  req.RawQuery,
+			UserAgent: req.UserAgent,
 		},
 	}
-	ex.longRunning = ex.watch || isUpgrade(r.Header)
+	ex.longRunning = ex.watch || req.Upgrade
 	ex.streaming = ex.longRunning || streams(info)
 	ex.base.Client = p.identity
 	if p.keepBodies {
 		ex.body = &bodyCapture{limit: p.maxBody}
-		ex.base.ContentType = r.Header.Get("Content-Type")
+		ex.base.ContentType = req.ContentType
 	}
 	return ex
 }
@@ -119,10 +133,10 @@ func streams(info match.RequestInfo) bool {
 }
 
 // responseStarted is called when the status line is committed.
-func (ex *exchange) responseStarted(status int, header http.Header) {
+func (ex *exchange) responseStarted(status int, contentType, contentEncoding string) {
 	ex.status = status
 	if ex.watch && status == http.StatusOK {
-		ex.events = newEventCounter(header.Get("Content-Type"), header.Get("Content-Encoding"))
+		ex.events = newEventCounter(contentType, contentEncoding)
 	}
 	if ex.longRunning {
 		ev := ex.event(record.StageResponseStarted)
@@ -297,7 +311,8 @@ func (w *recordingWriter) WriteHeader(code int) {
 	// 1xx informational responses (103 Early Hints) precede the real one.
 	if !w.wroteHeader && code >= 200 {
 		w.wroteHeader = true
-		w.ex.responseStarted(code, w.Header())
+		h := w.Header()
+		w.ex.responseStarted(code, h.Get("Content-Type"), h.Get("Content-Encoding"))
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -339,7 +354,7 @@ func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.wroteHeader = true
 	w.ex.upgraded = true
-	w.ex.responseStarted(http.StatusSwitchingProtocols, w.Header())
+	w.ex.responseStarted(http.StatusSwitchingProtocols, "", "")
 	return &countingConn{Conn: conn, in: &w.ex.bytesIn, out: &w.ex.bytesOut}, brw, nil
 }
 

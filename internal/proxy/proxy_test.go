@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -26,9 +27,9 @@ import (
 )
 
 // proxyTo starts a recording proxy in front of ts.
-func proxyTo(t testing.TB, ts *httptest.Server, roots *x509.CertPool, obs record.Observer) *runningProxy {
+func proxyTo(t testing.TB, start starter, ts *httptest.Server, roots *x509.CertPool, obs record.Observer) *runningProxy {
 	t.Helper()
-	return startProxy(t, Config{
+	return start(t, Config{
 		Upstream:   proxytest.MustURL(t, ts.URL),
 		Transport:  upstreamTransport(roots),
 		Observer:   obs,
@@ -36,12 +37,14 @@ func proxyTo(t testing.TB, ts *httptest.Server, roots *x509.CertPool, obs record
 	})
 }
 
-func TestStreamDeliveredWriteByWrite(t *testing.T) {
+func TestStreamDeliveredWriteByWrite(t *testing.T) { onEachPath(t, testStreamDeliveredWriteByWrite) }
+
+func testStreamDeliveredWriteByWrite(t *testing.T, start starter) {
 	const chunks = 5
 	next := make(chan struct{})
 	upstream, roots := proxytest.NewUpstream(t, proxytest.ChunkedStream(chunks, next))
 	events := proxytest.NewEventLog()
-	px := proxyTo(t, upstream, roots, events)
+	px := proxyTo(t, start, upstream, roots, events)
 
 	for _, tc := range []struct {
 		name   string
@@ -77,7 +80,9 @@ func TestStreamDeliveredWriteByWrite(t *testing.T) {
 	}
 }
 
-func TestBinaryBodiesByteIdentical(t *testing.T) {
+func TestBinaryBodiesByteIdentical(t *testing.T) { onEachPath(t, testBinaryBodiesByteIdentical) }
+
+func testBinaryBodiesByteIdentical(t *testing.T, start starter) {
 	requestBody := make([]byte, 1<<20+7)
 	responseBody := make([]byte, 3<<20+3)
 	_, _ = rand.Read(requestBody)
@@ -94,7 +99,7 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 		_, _ = w.Write(responseBody)
 	}))
 	events := proxytest.NewEventLog()
-	px := proxyTo(t, upstream, roots, events)
+	px := proxyTo(t, start, upstream, roots, events)
 
 	for _, client := range []*http.Client{px.client, px.h1} {
 		resp, err := client.Post(px.url.String()+"/blob", "application/octet-stream", bytes.NewReader(requestBody))
@@ -134,11 +139,15 @@ func TestBinaryBodiesByteIdentical(t *testing.T) {
 // TestHeadersReachUpstreamUnchanged checks credentials pass through and the
 // proxy adds no header of its own.
 func TestHeadersReachUpstreamUnchanged(t *testing.T) {
+	onEachPath(t, testHeadersReachUpstreamUnchanged)
+}
+
+func testHeadersReachUpstreamUnchanged(t *testing.T, start starter) {
 	seen := make(chan http.Header, 1)
 	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen <- r.Header.Clone()
 	}))
-	px := proxyTo(t, upstream, roots, proxytest.NewEventLog())
+	px := proxyTo(t, start, upstream, roots, proxytest.NewEventLog())
 
 	sent := http.Header{
 		"Authorization":    {"Bearer header-test-token"},
@@ -170,7 +179,9 @@ func TestHeadersReachUpstreamUnchanged(t *testing.T) {
 	}
 }
 
-func TestNoHeaderLeaksIntoEvents(t *testing.T) {
+func TestNoHeaderLeaksIntoEvents(t *testing.T) { onEachPath(t, testNoHeaderLeaksIntoEvents) }
+
+func testNoHeaderLeaksIntoEvents(t *testing.T, start starter) {
 	const (
 		tokenMarker  = "tok3n-marker-7f1c"
 		cookieMarker = "c00kie-marker-2b9d"
@@ -183,7 +194,7 @@ func TestNoHeaderLeaksIntoEvents(t *testing.T) {
 		_, _ = io.WriteString(w, `{"kind":"Status"}`)
 	}))
 	events := proxytest.NewEventLog()
-	px := proxyTo(t, upstream, roots, events)
+	px := proxyTo(t, start, upstream, roots, events)
 
 	for i, method := range []string{http.MethodGet, http.MethodPost} {
 		req, _ := http.NewRequest(method, px.url.String()+"/api/v1/namespaces/default/configmaps", strings.NewReader(`{"kind":"ConfigMap"}`))
@@ -217,10 +228,14 @@ type panickingObserver struct{}
 func (panickingObserver) Observe(*record.Event) { panic("observer is broken") }
 
 func TestObserverPanicDoesNotBreakProxying(t *testing.T) {
+	onEachPath(t, testObserverPanicDoesNotBreakProxying)
+}
+
+func testObserverPanicDoesNotBreakProxying(t *testing.T, start starter) {
 	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "fine")
 	}))
-	px := proxyTo(t, upstream, roots, panickingObserver{})
+	px := proxyTo(t, start, upstream, roots, panickingObserver{})
 	for _, path := range []string{"/api/v1/pods", "/api/v1/pods?watch=1"} {
 		resp, err := px.client.Get(px.url.String() + path)
 		if err != nil {
@@ -234,7 +249,9 @@ func TestObserverPanicDoesNotBreakProxying(t *testing.T) {
 	}
 }
 
-func TestUpstreamDownAnswers502Status(t *testing.T) {
+func TestUpstreamDownAnswers502Status(t *testing.T) { onEachPath(t, testUpstreamDownAnswers502Status) }
+
+func testUpstreamDownAnswers502Status(t *testing.T, start starter) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +259,7 @@ func TestUpstreamDownAnswers502Status(t *testing.T) {
 	deadAddr := ln.Addr().String()
 	ln.Close()
 	events := proxytest.NewEventLog()
-	px := startProxy(t, Config{
+	px := start(t, Config{
 		Upstream:  proxytest.MustURL(t, "https://"+deadAddr),
 		Transport: upstreamTransport(x509.NewCertPool()),
 		Observer:  events,
@@ -270,6 +287,10 @@ func TestUpstreamDownAnswers502Status(t *testing.T) {
 }
 
 func TestWebSocketUpgradePassesThrough(t *testing.T) {
+	onEachPath(t, testWebSocketUpgradePassesThrough)
+}
+
+func testWebSocketUpgradePassesThrough(t *testing.T, start starter) {
 	upstream, roots := proxytest.NewUpstream(t, websocket.Handler(func(ws *websocket.Conn) {
 		// Speak first, then echo: both directions are exercised.
 		_ = websocket.Message.Send(ws, "hello from upstream")
@@ -282,7 +303,7 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 		}
 	}))
 	events := proxytest.NewEventLog()
-	px := proxyTo(t, upstream, roots, events)
+	px := proxyTo(t, start, upstream, roots, events)
 
 	cfg, err := websocket.NewConfig("wss://"+px.url.Host+"/api/v1/namespaces/default/pods/p/exec?command=sh", "https://"+px.url.Host)
 	if err != nil {
@@ -328,15 +349,17 @@ func TestSPDYUpgradePassesThrough(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
+		start   starter
 		normal  http.RoundTripper
 		upgrade http.RoundTripper
 	}{
-		{"derived from *http.Transport", upstreamTransport(roots), nil},
-		{"client-go transports", restNormal, restUpgrade},
+		{"derived from *http.Transport", startProxy, upstreamTransport(roots), nil},
+		{"client-go transports", startProxy, restNormal, restUpgrade},
+		{"relay", startRelay, upstreamTransport(roots), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			events := proxytest.NewEventLog()
-			px := startProxy(t, Config{
+			px := tc.start(t, Config{
 				Upstream:         proxytest.MustURL(t, upstream.URL),
 				Transport:        tc.normal,
 				UpgradeTransport: tc.upgrade,
@@ -374,21 +397,36 @@ func TestShutdownEndsWatches(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done() // a watch that never ends by itself
 	}))
-	p, err := New(Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, ca, cancel, served := startServing(t, p)
-	client := &http.Client{Transport: clientTransport(ca.Pool, true)}
-	resp, err := client.Get("https://" + addr + "/api/v1/pods?watch=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	cancel()
-	// Shutdown would wait out its whole grace period if the watch were not
-	// ended; Serve returning without error means it was.
-	if err := <-served; err != nil {
-		t.Fatalf("Serve: %v", err)
+	cfg := Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)}
+	for _, path := range []struct {
+		name  string
+		serve func(t *testing.T) (string, *proxytest.CA, context.CancelFunc, <-chan error)
+	}{
+		{"reverse proxy", func(t *testing.T) (string, *proxytest.CA, context.CancelFunc, <-chan error) {
+			p, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return startServing(t, p)
+		}},
+		{"relay", func(t *testing.T) (string, *proxytest.CA, context.CancelFunc, <-chan error) {
+			return startRelayServing(t, cfg)
+		}},
+	} {
+		t.Run(path.name, func(t *testing.T) {
+			addr, ca, cancel, served := path.serve(t)
+			client := &http.Client{Transport: clientTransport(ca.Pool, true)}
+			resp, err := client.Get("https://" + addr + "/api/v1/pods?watch=true")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			cancel()
+			// Shutdown would wait out its whole grace period if the watch
+			// were not ended; Serve returning without error means it was.
+			if err := <-served; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+		})
 	}
 }

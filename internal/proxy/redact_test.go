@@ -115,11 +115,13 @@ func TestBodyForEvent(t *testing.T) {
 
 // TestSecretBodyRedactedEndToEnd checks the proxy applies redaction to the
 // bodies it keeps while the upstream still receives the real data.
-func TestSecretBodyRedactedEndToEnd(t *testing.T) {
+func TestSecretBodyRedactedEndToEnd(t *testing.T) { onEachPath(t, testSecretBodyRedactedEndToEnd) }
+
+func testSecretBodyRedactedEndToEnd(t *testing.T, start starter) {
 	received := make(chan []byte, 1)
 	upstream, roots := proxytest.NewUpstream(t, httpEcho(received))
 	events := proxytest.NewEventLog()
-	px := proxyTo(t, upstream, roots, events)
+	px := proxyTo(t, start, upstream, roots, events)
 	body := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"password":"hunter2"}}`
 	resp, err := px.client.Post(px.url.String()+"/api/v1/namespaces/default/secrets", "application/json", bytes.NewBufferString(body))
 	if err != nil {

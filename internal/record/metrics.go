@@ -29,6 +29,7 @@ type Metrics struct {
 	duration    histogram
 	bytes       labelled
 	watchEvents atomic.Int64
+	connections labelled
 	unknown     atomic.Int64
 	bodies      labelled
 	batches     labelled
@@ -50,6 +51,17 @@ func (m *Metrics) observe(ev *Event) {
 	m.bytes.add("in", ev.BytesIn)
 	m.bytes.add("out", ev.BytesOut)
 	m.watchEvents.Add(ev.WatchEvents)
+}
+
+// Connection counts a client connection by how the proxy served it:
+// "relayed", "fallback" (to the reverse proxy, the API server being out of
+// reach when it arrived) or "unreadable" (relayed, but its bytes could not
+// be read as HTTP from some point on, so its later requests went
+// unrecorded).
+func (m *Metrics) Connection(outcome string) {
+	if m != nil {
+		m.connections.add(outcome, 1)
+	}
 }
 
 func (m *Metrics) counted(unknown bool) {
@@ -89,6 +101,9 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	out.labelled("apisnoop_proxy_requests_total", "Requests proxied, by status class.", "counter", "code", &m.requests)
 	out.histogram("apisnoop_proxy_request_duration_seconds", "Duration of completed proxied requests.", &m.duration)
 	out.labelled("apisnoop_proxy_body_bytes_total", "Body bytes proxied, by direction (in: from clients, out: to clients).", "counter", "direction", &m.bytes)
+	out.labelled("apisnoop_proxy_connections_total",
+		"Client connections by how they were served: relayed, fallback (to the reverse proxy, the API server being out of reach when they arrived) or unreadable (relayed, but their bytes could not be read as HTTP from some point on: later requests went unrecorded).",
+		"counter", "served", &m.connections)
 	out.single("apisnoop_proxy_watch_events_total", "Watch events streamed to clients.", "counter", float64(m.watchEvents.Load()))
 	out.single("apisnoop_record_unknown_requests_total", "Requests that match no operation of the release.", "counter", float64(m.unknown.Load()))
 	out.labelled("apisnoop_record_request_bodies_total",

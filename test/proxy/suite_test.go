@@ -131,7 +131,13 @@ func setUp(dir string) error {
 	var ctx context.Context
 	ctx, stopProxy = context.WithCancel(context.Background())
 	proxyDone = make(chan error, 1)
-	go func() { proxyDone <- proxy.Serve(ctx, ln, p, pair) }()
+	// The relay, as the sidecar serves by default.
+	go func() {
+		proxyDone <- proxy.ServeRelay(ctx, ln, proxy.RelayConfig{
+			Proxy: p, Upstream: upstream, UpstreamTLS: tlsCfg,
+			Serving: &tls.Config{Certificates: []tls.Certificate{pair}},
+		})
+	}()
 
 	proxiedConfig = &rest.Config{Host: "https://" + ln.Addr().String(), BearerToken: adminToken,
 		TLSClientConfig: rest.TLSClientConfig{CAData: certPEM}}

@@ -1,11 +1,12 @@
 // Command relayfloor is the floor of the sidecar benchmarks below Go's
 // net/http: a TLS-terminating byte relay that reads nothing of what it
-// forwards. Each client connection gets its own upstream connection, both
-// speaking HTTP/1.1, and bytes are copied both ways as they come. Any proxy
-// that terminates TLS in Go, records or not, pays at least this: the TLS
-// records, the reads and writes on both connections and the goroutine
-// wake-ups between them. It takes the sidecar's flags and ignores those it
-// has no use for.
+// forwards. Each client connection gets its own upstream connection, dialled
+// during the client's handshake with the protocols the client offers, so
+// that both sides agree on the same one (HTTP/2 or HTTP/1.1); bytes are then
+// copied both ways as they come. Any proxy that terminates TLS in Go,
+// records or not, pays at least this: the TLS records, the reads and writes
+// on both connections and the goroutine wake-ups between them. It takes the
+// sidecar's flags and ignores those it has no use for.
 package main
 
 import (
@@ -24,29 +25,47 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", f.Listen, &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}})
+	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		log.Fatal(err)
 	}
-	dial := &tls.Config{RootCAs: f.Roots, ServerName: f.Upstream.Hostname(), NextProtos: []string{"http/1.1"}}
+	dial := &tls.Config{RootCAs: f.Roots, ServerName: f.Upstream.Hostname()}
 	for {
-		client, err := ln.Accept()
+		raw, err := ln.Accept()
 		if err != nil {
 			log.Fatal(err)
 		}
-		go relay(client, f.Upstream.Host, dial)
+		go relay(raw, pair, f.Upstream.Host, dial)
 	}
 }
 
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// relay copies between the client and a new upstream connection until
-// either side closes.
-func relay(client net.Conn, upstream string, dial *tls.Config) {
+// relay dials the upstream while the client's handshake is under way,
+// offering the client's protocols, and answers the client with the one the
+// upstream chose; then it copies both ways until either side closes.
+func relay(raw net.Conn, pair tls.Certificate, upstream string, dial *tls.Config) {
+	var server *tls.Conn
+	client := tls.Server(raw, &tls.Config{GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		cfg := dial.Clone()
+		cfg.NextProtos = hello.SupportedProtos
+		conn, err := tls.Dial("tcp", upstream, cfg)
+		if err != nil {
+			return nil, err
+		}
+		server = conn
+		var protos []string
+		if p := conn.ConnectionState().NegotiatedProtocol; p != "" {
+			protos = []string{p}
+		}
+		return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: protos}, nil
+	}})
 	defer client.Close()
-	server, err := tls.Dial("tcp", upstream, dial)
-	if err != nil {
-		log.Printf("dial %s: %v", upstream, err)
+	if err := client.Handshake(); err != nil {
+		log.Printf("handshake: %v", err)
+		if server != nil {
+			server.Close()
+		}
 		return
 	}
 	defer server.Close()
@@ -57,7 +76,7 @@ func relay(client net.Conn, upstream string, dial *tls.Config) {
 		close(done)
 	}()
 	copyWith(client, server)
-	_ = client.(*tls.Conn).CloseWrite()
+	_ = client.CloseWrite()
 	<-done
 }
 

@@ -1,0 +1,685 @@
+// Package h2 reads HTTP/2 exchanges (RFC 9113, header compression RFC 7541)
+// off the plaintext a relay copies between a client and a server.
+//
+// The scanner follows the frames of both directions as the bytes pass. It
+// buffers nothing but header blocks: DATA payloads are handed on as they
+// arrive, without their padding. Every header block of a direction goes
+// through that direction's HPACK decoder, wanted or not, because the
+// decoders' dynamic tables must stay in step with the peers'. Of the
+// decoded fields only the few that passive.Request and passive.Response
+// carry are kept; the rest (credentials among them) are dropped the moment
+// the decoder hands them over.
+package h2
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"apisnoop.dev/kube-apisnoop/internal/passive"
+)
+
+const (
+	frameHeaderLen = 9
+
+	// maxHeaderBlock bounds the only thing the scanner buffers: one header
+	// block, counted as the payloads of its HEADERS or PUSH_PROMISE frame
+	// and CONTINUATION frames. Real blocks are a few hundred bytes; a
+	// larger one is taken as an attack on the relay's memory.
+	maxHeaderBlock = 1 << 20
+
+	// keptBlockBuffer is the largest header block buffer a scanner keeps
+	// after use, so that one unusually large header does not pin memory for
+	// the rest of a connection that may live for days.
+	keptBlockBuffer = 64 << 10
+
+	// initialHeaderTableSize is the HPACK dynamic table size both peers
+	// start with (RFC 9113 6.5.2).
+	initialHeaderTableSize = 4096
+)
+
+// capture says which fields of the header block being decoded are kept.
+type capture uint8
+
+const (
+	captureNothing capture = iota
+	captureRequest
+	captureResponse
+)
+
+// Bits of Scanner.seen: which kept fields have had their first value, so
+// that a later repeat (or an empty first value) does not replace it.
+const (
+	seenMethod = 1 << iota
+	seenPath
+	seenUserAgent
+	seenContentType
+	seenStatus
+	seenContentEncoding
+)
+
+// stream is an exchange in progress.
+type stream struct {
+	exchange passive.Exchange
+	// requestDone: the client ended its side; later client DATA is not
+	// the request's.
+	requestDone bool
+	// responded: the final response was reported, so server DATA is its
+	// body and later server HEADERS are trailers.
+	responded bool
+}
+
+// direction is the reading state of one side's bytes.
+type direction struct {
+	client  bool
+	name    string // "client" or "server", for errors
+	decoder *hpack.Decoder
+
+	// prefaceLeft counts the bytes of the client connection preface still
+	// to be checked; always zero on the server side.
+	prefaceLeft int
+
+	// header collects a frame header split across chunks.
+	header    [frameHeaderLen]byte
+	headerLen int
+
+	// The frame being read.
+	inPayload bool
+	frameType http2.FrameType
+	flags     http2.Flags
+	streamID  uint32
+	length    uint32
+	left      uint32 // payload bytes not read yet
+
+	// DATA frame: padLengthPending means the pad length byte is still to
+	// come; dataLeft counts the data bytes after it, the rest is padding.
+	padLengthPending bool
+	dataLeft         uint32
+	// bodyOf receives this DATA frame's data, or is nil when nobody does.
+	bodyOf   passive.Exchange
+	bodyOfID uint32
+
+	// The header block being collected. Each frame's payload is appended
+	// whole at fragmentStart and cut down to its fragment (no padding,
+	// priority or promised stream) when the frame ends.
+	block          []byte
+	fragmentStart  int
+	continuing     bool // the next frame must be a CONTINUATION of the block
+	blockType      http2.FrameType
+	blockStream    uint32
+	blockEndStream bool
+
+	// SETTINGS frame being read.
+	setting          [6]byte
+	settingLen       int
+	settingTableSize uint32
+	settingHasTable  bool
+
+	// The SETTINGS_HEADER_TABLE_SIZE this side announced bounds the
+	// dynamic table of the other side's encoder, that is, of the decoder
+	// reading the other side's header blocks. Until the other side
+	// acknowledges a new value either value may be in force, so the bound
+	// applied is the larger until then.
+	tableSize       uint32 // latest value announced
+	tableSizeBound  uint32 // bound applied to the other side's decoder
+	unackedSettings int
+}
+
+// Scanner reads the HTTP/2 exchanges of one connection. It implements
+// passive.Scanner.
+type Scanner struct {
+	begin  passive.Begin
+	client direction
+	server direction
+
+	streams map[uint32]stream
+	// lastClientStream is the highest stream the client opened; a client
+	// HEADERS on a stream at or below it that has no exchange belongs to
+	// a closed or ignored stream.
+	lastClientStream uint32
+
+	err    error
+	closed bool
+
+	// What the decoder's emit function keeps of the block being decoded.
+	capture capture
+	seen    uint8
+	request passive.Request
+	status  string
+	resp    passive.Response
+
+	// endOrder is reused to end open exchanges in stream order.
+	endOrder []uint32
+}
+
+var _ passive.Scanner = (*Scanner)(nil)
+
+// New returns a scanner for one connection that reports each request it
+// reads to begin.
+func New(begin passive.Begin) *Scanner {
+	s := &Scanner{begin: begin, streams: make(map[uint32]stream)}
+	s.client = direction{
+		client:      true,
+		name:        "client",
+		prefaceLeft: len(http2.ClientPreface),
+	}
+	s.server = direction{name: "server"}
+	for _, d := range []*direction{&s.client, &s.server} {
+		d.decoder = hpack.NewDecoder(initialHeaderTableSize, s.field)
+		d.tableSize = initialHeaderTableSize
+		d.tableSizeBound = initialHeaderTableSize
+	}
+	return s
+}
+
+// Client reads bytes the client sent.
+func (s *Scanner) Client(p []byte) { s.read(&s.client, p) }
+
+// Server reads bytes the server sent.
+func (s *Scanner) Server(p []byte) { s.read(&s.server, p) }
+
+// Err says why the scanner stopped reading, or is nil.
+func (s *Scanner) Err() error { return s.err }
+
+// Close ends every exchange still open, incomplete. Bytes given after it
+// are ignored.
+func (s *Scanner) Close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.endAll()
+}
+
+func (s *Scanner) peer(d *direction) *direction {
+	if d.client {
+		return &s.server
+	}
+	return &s.client
+}
+
+func (s *Scanner) read(d *direction, p []byte) {
+	for len(p) > 0 && s.err == nil && !s.closed {
+		switch {
+		case d.prefaceLeft > 0:
+			n := min(len(p), d.prefaceLeft)
+			at := len(http2.ClientPreface) - d.prefaceLeft
+			if string(p[:n]) != http2.ClientPreface[at:at+n] {
+				s.fail(errors.New("h2: client did not send the HTTP/2 connection preface"))
+				return
+			}
+			d.prefaceLeft -= n
+			p = p[n:]
+		case !d.inPayload:
+			if d.headerLen == 0 && len(p) >= frameHeaderLen {
+				s.startFrame(d, p[:frameHeaderLen])
+				p = p[frameHeaderLen:]
+				continue
+			}
+			n := copy(d.header[d.headerLen:], p)
+			d.headerLen += n
+			p = p[n:]
+			if d.headerLen == frameHeaderLen {
+				d.headerLen = 0
+				s.startFrame(d, d.header[:])
+			}
+		default:
+			n := uint32(min(uint64(len(p)), uint64(d.left)))
+			s.payload(d, p[:n])
+			p = p[n:]
+			d.left -= n
+			if d.left == 0 && s.err == nil {
+				s.endFrame(d)
+			}
+		}
+	}
+}
+
+func (s *Scanner) startFrame(d *direction, h []byte) {
+	d.length = uint32(h[0])<<16 | uint32(h[1])<<8 | uint32(h[2])
+	d.left = d.length
+	d.frameType = http2.FrameType(h[3])
+	d.flags = http2.Flags(h[4])
+	d.streamID = binary.BigEndian.Uint32(h[5:]) & (1<<31 - 1)
+	d.inPayload = true
+
+	// RFC 9113 6.2: a header block is a contiguous sequence of frames.
+	if d.continuing && (d.frameType != http2.FrameContinuation || d.streamID != d.blockStream) {
+		s.fail(fmt.Errorf("h2: %s sent %v on stream %d inside the header block of stream %d", d.name, d.frameType, d.streamID, d.blockStream))
+		return
+	}
+	switch d.frameType {
+	case http2.FrameData:
+		if d.streamID == 0 {
+			s.fail(fmt.Errorf("h2: %s sent DATA on stream 0", d.name))
+			return
+		}
+		d.padLengthPending = d.flags.Has(http2.FlagDataPadded)
+		if d.padLengthPending && d.length == 0 {
+			s.fail(fmt.Errorf("h2: %s sent a padded DATA frame without a pad length", d.name))
+			return
+		}
+		d.dataLeft = d.length
+		d.bodyOf, d.bodyOfID = s.bodyOf(d), d.streamID
+	case http2.FrameHeaders, http2.FramePushPromise:
+		if d.streamID == 0 {
+			s.fail(fmt.Errorf("h2: %s sent %v on stream 0", d.name, d.frameType))
+			return
+		}
+		if d.frameType == http2.FramePushPromise && d.client {
+			s.fail(errors.New("h2: client sent PUSH_PROMISE"))
+			return
+		}
+		d.block = d.block[:0]
+		d.blockType = d.frameType
+		d.blockStream = d.streamID
+		d.blockEndStream = d.frameType == http2.FrameHeaders && d.flags.Has(http2.FlagHeadersEndStream)
+		s.startFragment(d)
+	case http2.FrameContinuation:
+		if !d.continuing {
+			s.fail(fmt.Errorf("h2: %s sent CONTINUATION on stream %d outside a header block", d.name, d.streamID))
+			return
+		}
+		s.startFragment(d)
+	case http2.FrameSettings:
+		ack := d.flags.Has(http2.FlagSettingsAck)
+		switch {
+		case d.streamID != 0:
+			s.fail(fmt.Errorf("h2: %s sent SETTINGS on stream %d", d.name, d.streamID))
+		case ack && d.length != 0:
+			s.fail(fmt.Errorf("h2: %s sent a SETTINGS acknowledgement with a payload", d.name))
+		case d.length%6 != 0:
+			s.fail(fmt.Errorf("h2: %s sent SETTINGS of %d bytes, not a multiple of 6", d.name, d.length))
+		}
+		d.settingLen = 0
+		d.settingHasTable = false
+	case http2.FrameRSTStream:
+		if d.streamID == 0 || d.length != 4 {
+			s.fail(fmt.Errorf("h2: %s sent a malformed RST_STREAM (stream %d, %d bytes)", d.name, d.streamID, d.length))
+			return
+		}
+	}
+	if s.err == nil && d.left == 0 {
+		s.endFrame(d)
+	}
+}
+
+// bodyOf returns the exchange that the DATA frame d is reading belongs to,
+// or nil when the frame's data is nobody's.
+func (s *Scanner) bodyOf(d *direction) passive.Exchange {
+	st, ok := s.streams[d.streamID]
+	if !ok || (d.client && st.requestDone) || (!d.client && !st.responded) {
+		return nil
+	}
+	return st.exchange
+}
+
+func (s *Scanner) startFragment(d *direction) {
+	if uint64(len(d.block))+uint64(d.length) > maxHeaderBlock {
+		s.fail(fmt.Errorf("h2: %s header block on stream %d is larger than %d bytes", d.name, d.blockStream, maxHeaderBlock))
+		return
+	}
+	d.fragmentStart = len(d.block)
+}
+
+func (s *Scanner) payload(d *direction, p []byte) {
+	switch d.frameType {
+	case http2.FrameData:
+		s.data(d, p)
+	case http2.FrameHeaders, http2.FramePushPromise, http2.FrameContinuation:
+		d.block = append(d.block, p...)
+	case http2.FrameSettings:
+		if d.flags.Has(http2.FlagSettingsAck) {
+			return
+		}
+		for _, b := range p {
+			d.setting[d.settingLen] = b
+			d.settingLen++
+			if d.settingLen == len(d.setting) {
+				d.settingLen = 0
+				if http2.SettingID(binary.BigEndian.Uint16(d.setting[:2])) == http2.SettingHeaderTableSize {
+					d.settingTableSize = binary.BigEndian.Uint32(d.setting[2:])
+					d.settingHasTable = true
+				}
+			}
+		}
+	}
+}
+
+func (s *Scanner) data(d *direction, p []byte) {
+	if d.padLengthPending {
+		d.padLengthPending = false
+		padding := uint32(p[0])
+		p = p[1:]
+		if padding > d.length-1 {
+			s.fail(fmt.Errorf("h2: %s DATA frame on stream %d has %d bytes of padding in a %d-byte payload", d.name, d.streamID, padding, d.length))
+			return
+		}
+		d.dataLeft = d.length - 1 - padding
+	}
+	n := uint32(min(uint64(len(p)), uint64(d.dataLeft)))
+	if n == 0 {
+		return
+	}
+	d.dataLeft -= n
+	if d.bodyOf == nil {
+		return
+	}
+	if d.client {
+		d.bodyOf.RequestBody(p[:n])
+	} else {
+		d.bodyOf.ResponseBody(p[:n])
+	}
+}
+
+func (s *Scanner) endFrame(d *direction) {
+	d.inPayload = false
+	switch d.frameType {
+	case http2.FrameData:
+		d.bodyOf = nil
+		if d.flags.Has(http2.FlagDataEndStream) {
+			s.endStream(d, d.streamID)
+		}
+	case http2.FrameHeaders, http2.FramePushPromise, http2.FrameContinuation:
+		s.endFragment(d)
+	case http2.FrameSettings:
+		if d.flags.Has(http2.FlagSettingsAck) {
+			s.settingsAcknowledged(s.peer(d))
+		} else {
+			s.settingsAnnounced(d)
+		}
+	case http2.FrameRSTStream:
+		if st, ok := s.streams[d.streamID]; ok {
+			s.forget(d.streamID)
+			st.exchange.End(false)
+		}
+	}
+}
+
+// endStream handles END_STREAM from d on stream id. The server's ends the
+// exchange; the client's only ends the request.
+func (s *Scanner) endStream(d *direction, id uint32) {
+	st, ok := s.streams[id]
+	if !ok {
+		return
+	}
+	if d.client {
+		st.requestDone = true
+		s.streams[id] = st
+		return
+	}
+	s.forget(id)
+	st.exchange.End(st.responded)
+}
+
+// forget drops stream id, also as the receiver of a DATA frame the other
+// direction may be in the middle of.
+func (s *Scanner) forget(id uint32) {
+	delete(s.streams, id)
+	if s.client.bodyOfID == id {
+		s.client.bodyOf = nil
+	}
+	if s.server.bodyOfID == id {
+		s.server.bodyOf = nil
+	}
+}
+
+func (s *Scanner) endFragment(d *direction) {
+	if d.frameType != http2.FrameContinuation {
+		// Cut the frame's payload down to its fragment (RFC 9113 6.2, 6.6):
+		// [pad length] [priority or promised stream] fragment [padding].
+		payload := d.block[d.fragmentStart:]
+		skip, padding := 0, 0
+		padded := d.flags.Has(http2.FlagHeadersPadded)
+		if d.frameType == http2.FramePushPromise {
+			padded = d.flags.Has(http2.FlagPushPromisePadded)
+		}
+		if padded {
+			if len(payload) == 0 {
+				s.fail(fmt.Errorf("h2: %s padded %v frame on stream %d has no pad length", d.name, d.frameType, d.streamID))
+				return
+			}
+			skip, padding = 1, int(payload[0])
+		}
+		if d.frameType == http2.FrameHeaders && d.flags.Has(http2.FlagHeadersPriority) {
+			skip += 5
+		}
+		if d.frameType == http2.FramePushPromise {
+			skip += 4
+		}
+		if skip+padding > len(payload) {
+			s.fail(fmt.Errorf("h2: %s %v frame on stream %d is %d bytes, too short for its %d bytes of padding and fields", d.name, d.frameType, d.streamID, len(payload), skip+padding))
+			return
+		}
+		n := copy(payload, payload[skip:len(payload)-padding])
+		d.block = d.block[:d.fragmentStart+n]
+	}
+	// END_HEADERS is the same bit in HEADERS, PUSH_PROMISE and CONTINUATION.
+	if !d.flags.Has(http2.FlagHeadersEndHeaders) {
+		d.continuing = true
+		return
+	}
+	d.continuing = false
+	s.headerBlock(d)
+	// The encoded block holds credentials; they are not to outlive it.
+	clear(d.block)
+	d.block = d.block[:0]
+	if cap(d.block) > keptBlockBuffer {
+		d.block = nil
+	}
+}
+
+// headerBlock decodes the complete header block d collected and acts on it.
+func (s *Scanner) headerBlock(d *direction) {
+	id := d.blockStream
+	st, open := s.streams[id]
+	opening := false
+	s.capture = captureNothing
+	switch {
+	case d.blockType == http2.FramePushPromise:
+		// Decoded only to keep the table in step: pushed streams are not
+		// requests this client made.
+	case d.client:
+		if !open && id%2 == 1 && id > s.lastClientStream {
+			opening = true
+			s.lastClientStream = id
+			s.capture = captureRequest
+		}
+	case open && !st.responded:
+		s.capture = captureResponse
+	}
+	s.seen = 0
+	s.request = passive.Request{}
+	s.status = ""
+	s.resp = passive.Response{}
+
+	// Blocks nothing is kept from are still decoded, for the table; with
+	// emitting off the decoder skips decoding strings it does not index.
+	d.decoder.SetEmitEnabled(s.capture != captureNothing)
+	_, err := d.decoder.Write(d.block)
+	if err == nil {
+		err = d.decoder.Close()
+	}
+	s.capture = captureNothing
+	if err != nil {
+		s.fail(fmt.Errorf("h2: %s header block on stream %d: %w", d.name, id, err))
+		return
+	}
+
+	switch {
+	case opening:
+		if s.begin == nil {
+			return
+		}
+		ex := s.begin(s.request)
+		s.request = passive.Request{}
+		if ex != nil {
+			s.streams[id] = stream{exchange: ex, requestDone: d.blockEndStream}
+		}
+	case !open || d.blockType == http2.FramePushPromise:
+	case d.client:
+		// Trailers.
+		if d.blockEndStream {
+			st.requestDone = true
+			s.streams[id] = st
+		}
+	case !st.responded:
+		status, ok := parseStatus(s.status)
+		if !ok {
+			// A malformed response: the client resets the stream.
+			s.forget(id)
+			st.exchange.End(false)
+			return
+		}
+		if status < 200 {
+			// Informational; the final response is still to come.
+			if d.blockEndStream {
+				s.forget(id)
+				st.exchange.End(false)
+			}
+			return
+		}
+		st.responded = true
+		s.streams[id] = st
+		s.resp.Status = status
+		st.exchange.Response(s.resp)
+		s.resp = passive.Response{}
+		if d.blockEndStream {
+			s.forget(id)
+			st.exchange.End(true)
+		}
+	default:
+		// Trailers.
+		if d.blockEndStream {
+			s.forget(id)
+			st.exchange.End(true)
+		}
+	}
+}
+
+// field is the decoders' emit function: it keeps the first value of the
+// fields a report carries and lets every other field go.
+func (s *Scanner) field(f hpack.HeaderField) {
+	switch s.capture {
+	case captureRequest:
+		switch f.Name {
+		case ":method":
+			if s.first(seenMethod) {
+				s.request.Method = f.Value
+			}
+		case ":path":
+			if s.first(seenPath) {
+				s.request.Path, s.request.RawQuery, _ = strings.Cut(f.Value, "?")
+			}
+		case ":protocol":
+			// RFC 8441 extended CONNECT: a WebSocket or other protocol
+			// tunnelled over the stream.
+			s.request.Upgrade = true
+		case "user-agent":
+			if s.first(seenUserAgent) {
+				s.request.UserAgent = f.Value
+			}
+		case "content-type":
+			if s.first(seenContentType) {
+				s.request.ContentType = f.Value
+			}
+		}
+	case captureResponse:
+		switch f.Name {
+		case ":status":
+			if s.first(seenStatus) {
+				s.status = f.Value
+			}
+		case "content-type":
+			if s.first(seenContentType) {
+				s.resp.ContentType = f.Value
+			}
+		case "content-encoding":
+			if s.first(seenContentEncoding) {
+				s.resp.ContentEncoding = f.Value
+			}
+		}
+	}
+}
+
+func (s *Scanner) first(bit uint8) bool {
+	if s.seen&bit != 0 {
+		return false
+	}
+	s.seen |= bit
+	return true
+}
+
+// parseStatus reads a :status value, three digits (RFC 9110 15).
+func parseStatus(v string) (int, bool) {
+	if len(v) != 3 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n >= 100
+}
+
+// settingsAnnounced applies the SETTINGS frame d finished reading.
+func (s *Scanner) settingsAnnounced(d *direction) {
+	d.unackedSettings++
+	if !d.settingHasTable {
+		return
+	}
+	d.tableSize = d.settingTableSize
+	if d.tableSize > d.tableSizeBound {
+		d.tableSizeBound = d.tableSize
+		s.peer(d).decoder.SetAllowedMaxDynamicTableSize(d.tableSizeBound)
+	}
+}
+
+// settingsAcknowledged handles the other side's acknowledgement of d's
+// oldest unacknowledged SETTINGS: once all are acknowledged, the latest
+// announced table size is the bound.
+func (s *Scanner) settingsAcknowledged(d *direction) {
+	if d.unackedSettings > 0 {
+		d.unackedSettings--
+	}
+	if d.unackedSettings == 0 && d.tableSizeBound != d.tableSize {
+		d.tableSizeBound = d.tableSize
+		s.peer(d).decoder.SetAllowedMaxDynamicTableSize(d.tableSizeBound)
+	}
+}
+
+// fail stops reading for good: the exchanges still open cannot be told
+// apart from the rest of the bytes any more.
+func (s *Scanner) fail(err error) {
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	clear(s.client.block)
+	clear(s.server.block)
+	s.client.block, s.server.block = nil, nil
+	s.endAll()
+}
+
+func (s *Scanner) endAll() {
+	s.client.bodyOf, s.server.bodyOf = nil, nil
+	s.endOrder = s.endOrder[:0]
+	for id := range s.streams {
+		s.endOrder = append(s.endOrder, id)
+	}
+	slices.Sort(s.endOrder)
+	for _, id := range s.endOrder {
+		st := s.streams[id]
+		delete(s.streams, id)
+		st.exchange.End(false)
+	}
+}
