@@ -2,11 +2,13 @@
 # Measures, side by side in one run, what a proxy in front of the API server
 # costs: one kube-apiserver and etcd (bin/k8s/$KUBERNETES_VERSION) on
 # loopback, reached directly and through snoop-proxy (recording, as the
-# sidecar runs), a bare Go reverse proxy (test/proxy/testdata/bareproxy:
-# the floor of proxying with Go's net/http), a TLS byte relay
+# sidecar runs: a byte relay reading HTTP on the way), snoop-proxy with
+# --relay=false (its reverse proxy), a bare Go reverse proxy
+# (test/proxy/testdata/bareproxy: the floor of proxying with Go's
+# net/http), a TLS byte relay that parses nothing
 # (test/proxy/testdata/relayfloor: the floor of terminating TLS in Go at
-# all, HTTP/1.1 clients only), kubectl proxy and mitmproxy's
-# mitmdump; GETs of one ConfigMap and LISTs of 100 ConfigMaps at 1 and 16
+# all, the client's protocol negotiated upstream), kubectl proxy and
+# mitmproxy's mitmdump; GETs of one ConfigMap and LISTs of 100 ConfigMaps at 1 and 16
 # connections. It reports
 # requests/s, p50/p99 latency, CPU per request of each proxy and of the API
 # server (utime+stime from /proc/PID/stat before and after the load, divided

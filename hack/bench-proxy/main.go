@@ -84,7 +84,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&o.bare, "bare", "", "a bare Go reverse proxy binary (test/proxy/testdata/bareproxy): the floor of proxying in Go, run with the sidecar's runtime settings; empty leaves it out")
-	flag.StringVar(&o.relay, "relay", "", "a TLS byte relay binary (test/proxy/testdata/relayfloor): the floor of any TLS-terminating proxy in Go, below net/http, HTTP/1.1 only, run with the sidecar's runtime settings; empty leaves it out")
+	flag.StringVar(&o.relay, "relay", "", "a TLS byte relay binary (test/proxy/testdata/relayfloor): the floor of any TLS-terminating proxy in Go, below net/http, the client's protocol negotiated upstream, run with the sidecar's runtime settings; empty leaves it out")
 	flag.StringVar(&o.kubectl, "kubectl", "", "kubectl binary for kubectl proxy; empty leaves it out")
 	flag.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump binary; empty leaves mitmproxy out")
 	flag.IntVar(&o.requests, "requests", 20000, "at most this many measured requests per phase")

@@ -76,7 +76,9 @@ func NewCommand(use string, connect ConnectMode) *cobra.Command {
 		Use:   use,
 		Short: "Run the recording proxy: the sidecar of injected pods",
 		Long: `Serves TLS on --listen, forwards every request unchanged to the real API
-server with the client's own credentials, matches it against --catalog-file
+server with the client's own credentials (relaying each connection's bytes
+over a TLS connection of its own, reading HTTP/2 and HTTP/1.1 on the way;
+--relay=false forwards through a reverse proxy), matches it against --catalog-file
 or --release and ships aggregated deltas to --collector. /healthz, /readyz
 and /metrics are served on --admin-listen; /results, which names the
 clients, only on the loopback --results-listen. When matching, recording or
@@ -131,12 +133,14 @@ func inClusterUpstream() string {
 const sidecarMemoryLimit = 24 << 20
 
 // sidecarProcs is the proxy's default GOMAXPROCS. A proxied request is a
-// chain of goroutine hand-offs (TLS reader, HTTP/2 serve loop, handler,
-// upstream read loop); on one P they are run-queue operations, on several
-// they are futex wake-ups of idle threads. Measured with 4 requests in
-// flight on two cores: 218–300 µs of CPU per proxied GET on one P (median
-// about 235) against 275–352 µs on two (median about 320). One core of proxying is thousands of requests per second, far above
-// what a pod's clients send. GOMAXPROCS overrides it.
+// chain of goroutine hand-offs (the relay's two copy loops; in the reverse
+// proxy the TLS reader, HTTP/2 serve loop, handler and upstream read loop);
+// on one P they are run-queue operations, on several they are futex
+// wake-ups of idle threads. Measured on the reverse proxy with 4 requests
+// in flight on two cores: 218–300 µs of CPU per proxied GET on one P
+// (median about 235) against 275–352 µs on two (median about 320). One
+// core of proxying is thousands of requests per second, far above what a
+// pod's clients send. GOMAXPROCS overrides it.
 const sidecarProcs = 1
 
 // sidecarGCPercent is the proxy's default GOGC: the heap may grow by half

@@ -1,6 +1,6 @@
 // Package proxy_test runs real clients through the recording proxy, in its
-// sidecar configuration (the client's own bearer token forwarded unchanged),
-// in front of a real kube-apiserver.
+// sidecar configuration (the byte relay, the client's own bearer token
+// forwarded unchanged), in front of a real kube-apiserver.
 package proxy_test
 
 import (

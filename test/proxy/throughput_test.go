@@ -33,7 +33,8 @@ const saturatingClients = 16
 
 // BenchmarkSidecarThroughput compares GET of one ConfigMap and LIST of 100,
 // straight to the suite's API server ("direct"), through the real snoop-proxy
-// binary configured as a sidecar (the client's own token forwarded), and
+// binary configured as a sidecar (the byte relay, the client's own token
+// forwarded), and
 // through a bare Go reverse proxy with the same runtime settings ("bare",
 // testdata/bareproxy), which separates what recording costs from what
 // proxying in Go costs at all. All sides run in alternating rounds in one
