@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"apisnoop.dev/kube-apisnoop/internal/proxy/proxytest"
+	"apisnoop.dev/kube-apisnoop/internal/record"
 )
 
 // runningProxy is a Proxy served by Serve on loopback.
@@ -37,6 +38,15 @@ func startProxy(t testing.TB, cfg Config) *runningProxy {
 // starts the shutdown and served reports how it ended.
 func startServing(t testing.TB, h http.Handler) (addr string, ca *proxytest.CA, cancel context.CancelFunc, served <-chan error) {
 	t.Helper()
+	return serveOnLoopback(t, func(ctx context.Context, ln net.Listener, cert tls.Certificate) error {
+		return Serve(ctx, ln, h, cert)
+	})
+}
+
+// serveOnLoopback runs serve on a loopback listener with a serving pair of a
+// fresh test CA; cancel starts the shutdown and served reports how it ended.
+func serveOnLoopback(t testing.TB, serve func(context.Context, net.Listener, tls.Certificate) error) (addr string, ca *proxytest.CA, cancel context.CancelFunc, served <-chan error) {
+	t.Helper()
 	ca = proxytest.NewCA(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +54,8 @@ func startServing(t testing.TB, h http.Handler) (addr string, ca *proxytest.CA, 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h, ca.Serving(t)) }()
+	cert := ca.Serving(t)
+	go func() { done <- serve(ctx, ln, cert) }()
 	return ln.Addr().String(), ca, cancel, done
 }
 
@@ -91,13 +102,14 @@ func onEachPath(t *testing.T, test func(*testing.T, starter)) {
 // cfg.Transport, which must be an *http.Transport.
 func startRelay(t testing.TB, cfg Config) *runningProxy {
 	t.Helper()
-	addr, ca, cancel, served := startRelayServing(t, cfg)
+	addr, ca, cancel, served := startRelayServing(t, cfg, nil)
 	return running(t, addr, ca, cancel, served)
 }
 
-// startRelayServing serves cfg with ServeRelay on loopback under a fresh
-// test CA; cancel starts the shutdown and served reports how it ended.
-func startRelayServing(t testing.TB, cfg Config) (addr string, ca *proxytest.CA, cancel context.CancelFunc, served <-chan error) {
+// startRelayServing serves cfg with ServeRelay, counting into metrics (nil
+// counts nothing), on loopback under a fresh test CA; cancel starts the
+// shutdown and served reports how it ended.
+func startRelayServing(t testing.TB, cfg Config, metrics *record.Metrics) (addr string, ca *proxytest.CA, cancel context.CancelFunc, served <-chan error) {
 	t.Helper()
 	p, err := New(cfg)
 	if err != nil {
@@ -111,20 +123,12 @@ func startRelayServing(t testing.TB, cfg Config) (addr string, ca *proxytest.CA,
 	if upstreamTLS == nil {
 		upstreamTLS = &tls.Config{}
 	}
-	ca = proxytest.NewCA(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- ServeRelay(ctx, ln, RelayConfig{
-			Proxy: p, Upstream: cfg.Upstream, UpstreamTLS: upstreamTLS,
-			Serving: &tls.Config{Certificates: []tls.Certificate{ca.Serving(t)}},
+	return serveOnLoopback(t, func(ctx context.Context, ln net.Listener, cert tls.Certificate) error {
+		return ServeRelay(ctx, ln, RelayConfig{
+			Proxy: p, Upstream: cfg.Upstream, UpstreamTLS: upstreamTLS, Metrics: metrics,
+			Serving: &tls.Config{Certificates: []tls.Certificate{cert}},
 		})
-	}()
-	return ln.Addr().String(), ca, cancel, done
+	})
 }
 
 func clientTransport(roots *x509.CertPool, http2 bool) *http.Transport {

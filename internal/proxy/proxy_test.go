@@ -410,7 +410,7 @@ func TestShutdownEndsWatches(t *testing.T) {
 			return startServing(t, p)
 		}},
 		{"relay", func(t *testing.T) (string, *proxytest.CA, context.CancelFunc, <-chan error) {
-			return startRelayServing(t, cfg)
+			return startRelayServing(t, cfg, nil)
 		}},
 	} {
 		t.Run(path.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -201,23 +200,9 @@ func TestRelayKeepsRelayingWhatItCannotRead(t *testing.T) {
 	reply := []byte("nor is this\n")
 	upstream := startRawUpstream(t, len(request), reply)
 	metrics := record.NewMetrics()
-	p, err := New(Config{Upstream: proxytest.MustURL(t, "https://"+upstream.addr), Transport: upstreamTransport(upstream.roots),
-		Observer: proxytest.NewEventLog(), ErrorLog: discardLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := proxytest.NewCA(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- ServeRelay(ctx, ln, RelayConfig{Proxy: p, Upstream: proxytest.MustURL(t, "https://"+upstream.addr),
-			UpstreamTLS: &tls.Config{RootCAs: upstream.roots}, Serving: &tls.Config{Certificates: []tls.Certificate{ca.Serving(t)}}, Metrics: metrics})
-	}()
-	px := running(t, ln.Addr().String(), ca, cancel, served)
+	addr, ca, cancel, served := startRelayServing(t, Config{Upstream: proxytest.MustURL(t, "https://"+upstream.addr),
+		Transport: upstreamTransport(upstream.roots), Observer: proxytest.NewEventLog(), ErrorLog: discardLog()}, metrics)
+	px := running(t, addr, ca, cancel, served)
 
 	if got := relayExchangeRaw(t, px, request); !bytes.Equal(got, reply) {
 		t.Errorf("client received %q, want %q", got, reply)
@@ -295,7 +280,7 @@ func TestRelayShutdownLetsRequestsFinish(t *testing.T) {
 		<-release
 		_, _ = io.WriteString(w, "finished")
 	}))
-	addr, ca, cancel, served := startRelayServing(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)})
+	addr, ca, cancel, served := startRelayServing(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)}, nil)
 	client := &http.Client{Transport: clientTransport(ca.Pool, false)}
 	answered := make(chan string, 1)
 	go func() {
