@@ -14,14 +14,16 @@ package passive
 type Request struct {
 	Method string
 	// Path is the request target's path, still escaped as sent (for
-	// CONNECT, its host:port); RawQuery is what follows "?", without it.
+	// CONNECT, its host:port): decoding is the caller's, as the server
+	// decodes it. RawQuery is what follows "?", without it.
 	Path     string
 	RawQuery string
 	// UserAgent and ContentType are those headers' first values.
 	UserAgent   string
 	ContentType string
-	// Upgrade says the request asks to switch protocols (HTTP/1.1
-	// "Connection: Upgrade"): exec, attach, port-forward.
+	// Upgrade says the request asks to switch protocols: HTTP/1.1's
+	// "Connection: Upgrade" (exec, attach, port-forward), or HTTP/2's
+	// extended CONNECT (a :protocol pseudo-header).
 	Upgrade bool
 }
 
@@ -37,8 +39,8 @@ type Response struct {
 
 // Exchange receives what a scanner reads of one request and its response,
 // in this order: RequestBody (any number of times) interleaved with
-// Response once and then ResponseBody (any number of times), and End
-// exactly once. After a 101 response, RequestBody and ResponseBody carry the
+// Response once and then ResponseBody (any number of times), and End or
+// Refused exactly once. After a 101 response, RequestBody and ResponseBody carry the
 // raw bytes of the switched protocol, client's and server's. Bodies are as
 // decoded from the transfer framing (no chunk sizes, no HTTP/2 frame
 // headers or padding) and are only valid during the call.
@@ -50,6 +52,11 @@ type Exchange interface {
 	// end was read, or it was delimited by the connection's close); false
 	// means the stream was reset or the connection ended first.
 	End(complete bool)
+	// Refused ends, instead of End, a request the server says it did not
+	// process: an HTTP/2 stream it reset with REFUSED_STREAM, or one above
+	// the last stream ID of its GOAWAY. The client may send it again, on
+	// this connection or another, where it is read as a new exchange.
+	Refused()
 }
 
 // Begin starts an exchange when a request's header has been read; it may

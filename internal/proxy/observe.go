@@ -17,7 +17,8 @@ import (
 
 // exchange is what the proxy learns about one request while forwarding it.
 // Counters touched by the transport's or the upgrade copier's goroutines are
-// atomic; the rest is only used on the handler goroutine.
+// atomic; the rest is used by one goroutine at a time: the handler's, or on
+// the relay, whichever copy loop holds the connection's lock.
 //
 // The exchange is also the forwarded request's context: the client's
 // context, plus the exchange itself under exchangeKey. That is how the
@@ -29,10 +30,11 @@ import (
 type exchange struct {
 	context.Context
 
-	proxy       *Proxy
-	base        record.Event // the fields known when the request arrives
-	longRunning bool
-	watch       bool
+	proxy        *Proxy
+	base         record.Event // the fields known when the request arrives
+	longRunning  bool
+	watch        bool
+	upgradeAsked bool
 	// streaming says every write of the response must reach the client at
 	// once; other responses are coalesced (see recordingWriter).
 	streaming bool
@@ -76,6 +78,7 @@ func (p *Proxy) newExchange(ctx context.Context, req passive.Request) *exchange 
 			UserAgent: req.UserAgent,
 		},
 	}
+	ex.upgradeAsked = req.Upgrade
 	ex.longRunning = ex.watch || req.Upgrade
 	ex.streaming = ex.longRunning || streams(info)
 	ex.base.Client = p.identity

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"sync"
@@ -26,7 +27,8 @@ type RelayConfig struct {
 	// cannot take: those accepted while the upstream could not be reached,
 	// which it answers with a 502 Status when it still cannot.
 	Proxy *Proxy
-	// Upstream is the real API server; only its host and port are used.
+	// Upstream is the real API server; only its host and port (443 when
+	// it names none) are used.
 	Upstream *url.URL
 	// UpstreamTLS verifies the API server (the cluster CA). Its NextProtos
 	// are replaced by what each client offers.
@@ -46,8 +48,22 @@ const (
 	// handshakeTimeout bounds a client's TLS handshake, in which the relay
 	// also dials the upstream.
 	handshakeTimeout = 30 * time.Second
-	// upstreamDialTimeout bounds reaching the API server.
-	upstreamDialTimeout = 10 * time.Second
+	// upstreamDialTimeout bounds reaching the API server during a client's
+	// handshake. It is well below client-go's TLS handshake timeout (10 s),
+	// so that a client whose API server hangs is handed to the reverse
+	// proxy, which tells it why, before it gives up on the handshake.
+	upstreamDialTimeout = 4 * time.Second
+	// halfClosedLinger is how long a connection whose one side has ended
+	// waits for the other to end too: an API server that stops answering
+	// must not keep a connection (two goroutines, two sockets) after its
+	// client is gone.
+	halfClosedLinger = shutdownGrace
+	// clientDrainLinger is how long the client's late bytes are read and
+	// dropped after the API server closed, before the client's socket is
+	// closed: closing a socket with unread bytes resets it, and the reset
+	// can destroy an answer (a 413 to a large upload) the client has not
+	// read yet. net/http's server lingers the same way.
+	clientDrainLinger = 500 * time.Millisecond
 	// relayBufferSize holds a TLS record's plaintext: tls.Conn.Read returns
 	// at most one record, so a larger buffer would never fill.
 	relayBufferSize = 16 << 10
@@ -68,13 +84,15 @@ const (
 // parsed into requests, re-encoded or re-framed: the API server sees the
 // client's own bytes, header for header and frame for frame, and the proxy
 // spends about half the CPU per request. When the upstream cannot be
-// reached during a handshake, the connection goes to the reverse proxy
-// instead, which answers each request with a 502 Status while the API
-// server stays away: clients see why.
+// reached during a handshake (within upstreamDialTimeout, well before
+// client-go gives up on the handshake), the connection goes to the reverse
+// proxy instead, which answers each request with a 502 Status while the
+// API server stays away: clients see why.
 //
-// On shutdown it stops accepting, closes connections with no request in
-// flight (watches and upgraded streams count as none: clients re-establish
-// them) and gives the others shutdownGrace to finish.
+// On shutdown it stops accepting, aborts handshakes under way, closes
+// connections with no request in flight (watches and upgraded streams count
+// as none: clients re-establish them) and gives the others shutdownGrace to
+// finish, while the reverse proxy shuts down likewise.
 func ServeRelay(ctx context.Context, ln net.Listener, cfg RelayConfig) error {
 	if cfg.Proxy == nil || cfg.Upstream == nil || cfg.Upstream.Host == "" || cfg.UpstreamTLS == nil || cfg.Serving == nil {
 		return errors.New("serve relay: the proxy, upstream, upstream TLS and serving TLS are required")
@@ -82,7 +100,8 @@ func ServeRelay(ctx context.Context, ln net.Listener, cfg RelayConfig) error {
 	if !CanRelay(cfg.Upstream) {
 		return fmt.Errorf("serve relay: %s: the relay dials an https upstream and forwards request paths unchanged, so it cannot reach an API server behind a path prefix; serve the reverse proxy instead", cfg.Upstream.Redacted())
 	}
-	r := &relay{cfg: cfg, conns: map[*relayConn]struct{}{}}
+	r := &relay{cfg: cfg, conns: map[*relayConn]struct{}{}, upstreamAddr: upstreamAddress(cfg.Upstream)}
+	r.handshakes, r.stopHandshakes = context.WithCancel(context.Background())
 	r.fallback = newConnListener(ln.Addr())
 	fallback := NewServer(cfg.Proxy, nil)
 	fallbackDone := make(chan error, 1)
@@ -97,12 +116,24 @@ func ServeRelay(ctx context.Context, ln net.Listener, cfg RelayConfig) error {
 		_ = ln.Close()
 		<-accepted
 	}
+	fallbackShutdown := make(chan error, 1)
+	go func() { fallbackShutdown <- fallback.Shutdown() }()
 	r.drain()
-	if shutdownErr := fallback.Shutdown(); err == nil {
+	if shutdownErr := <-fallbackShutdown; err == nil {
 		err = shutdownErr
 	}
 	<-fallbackDone
 	return err
+}
+
+// upstreamAddress is the host and port to dial for u, the https port when u
+// names none.
+func upstreamAddress(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // CanRelay reports whether ServeRelay can forward to upstream: an https URL
@@ -112,8 +143,13 @@ func CanRelay(upstream *url.URL) bool {
 }
 
 type relay struct {
-	cfg      RelayConfig
-	fallback *connListener
+	cfg          RelayConfig
+	upstreamAddr string
+	fallback     *connListener
+	// handshakes is cancelled when the relay drains, which aborts the
+	// handshakes under way.
+	handshakes     context.Context
+	stopHandshakes context.CancelFunc
 
 	mu       sync.Mutex
 	conns    map[*relayConn]struct{}
@@ -122,19 +158,24 @@ type relay struct {
 }
 
 func (r *relay) accept(ln net.Listener) error {
+	var backoff time.Duration
 	for {
 		raw, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(5 * time.Millisecond)
+			// Out of file descriptors and the like pass: wait and retry,
+			// as http.Server does, rather than end the sidecar.
+			if temporary, ok := err.(interface{ Temporary() bool }); ok && temporary.Temporary() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				r.cfg.Proxy.logf("apisnoop proxy: accept: %v; retrying in %v", err, backoff)
+				time.Sleep(backoff)
 				continue
 			}
 			return fmt.Errorf("serve relay: %w", err)
 		}
+		backoff = 0
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
@@ -144,11 +185,12 @@ func (r *relay) accept(ln net.Listener) error {
 }
 
 // drain closes connections as they become idle, and every one after
-// shutdownGrace, then waits for their goroutines.
+// shutdownGrace, then waits for their goroutines (handshakes were aborted).
 func (r *relay) drain() {
 	r.mu.Lock()
 	r.draining = true
 	r.mu.Unlock()
+	r.stopHandshakes()
 	deadline := time.Now().Add(shutdownGrace)
 	for {
 		r.mu.Lock()
@@ -189,9 +231,9 @@ func (r *relay) serve(raw net.Conn) {
 		}
 		return serving, nil
 	}})
-	_ = raw.SetDeadline(time.Now().Add(handshakeTimeout))
-	err := client.Handshake()
-	_ = raw.SetDeadline(time.Time{})
+	ctx, cancel := context.WithTimeout(r.handshakes, handshakeTimeout)
+	err := client.HandshakeContext(ctx)
+	cancel()
 	if err != nil {
 		_ = client.Close()
 		if upstream != nil {
@@ -224,7 +266,7 @@ func (r *relay) dial(ctx context.Context, protocols []string) (*tls.Conn, error)
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}, Config: cfg}
 	ctx, cancel := context.WithTimeout(ctx, upstreamDialTimeout)
 	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", r.cfg.Upstream.Host)
+	conn, err := d.DialContext(ctx, "tcp", r.upstreamAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -273,12 +315,14 @@ type relayConn struct {
 	// mu serialises the scanner, which reads both directions.
 	mu      sync.Mutex
 	scanner passive.Scanner
-	// unreadable is set once the scanner gave up; it is reported once.
+	// unreadable is set once the scanner gave up (or panicked): from then
+	// on the bytes are only relayed. It is reported once.
 	unreadable bool
 
 	closeOnce sync.Once
 }
 
+// close ends both connections with TLS close_notify alerts.
 func (c *relayConn) close() {
 	c.closeOnce.Do(func() {
 		_ = c.client.Close()
@@ -286,10 +330,30 @@ func (c *relayConn) close() {
 	})
 }
 
-// run relays until either side is done, then ends what the scanner still
+// abort resets both connections: no close_notify, and a TCP reset rather
+// than an end. A client whose API server reset the connection (or stopped
+// answering) sees a failure, not a clean end that would make a response
+// delimited by the close look complete; Go's TLS reads a bare end as one.
+func (c *relayConn) abort() {
+	c.closeOnce.Do(func() {
+		for _, conn := range []*tls.Conn{c.client, c.upstream} {
+			if tcp, ok := conn.NetConn().(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0)
+			}
+			_ = conn.NetConn().Close()
+		}
+	})
+}
+
+// run relays until both sides are done, then ends what the scanner still
 // holds open.
 func (c *relayConn) run(r *relay) {
 	begin := func(req passive.Request) passive.Exchange {
+		// The API server matches the decoded path; so must the recording,
+		// or a Secret written to .../%73ecrets would keep its data.
+		if path, err := url.PathUnescape(req.Path); err == nil {
+			req.Path = path
+		}
 		ex := r.cfg.Proxy.newExchange(context.Background(), req)
 		if !ex.longRunning {
 			c.busy.Add(1)
@@ -301,53 +365,110 @@ func (c *relayConn) run(r *relay) {
 	} else {
 		c.scanner = h1.New(begin)
 	}
-	done := make(chan struct{})
+	clientDone := make(chan struct{})
 	go func() {
-		defer close(done)
-		c.copy(c.upstream, c.client, passive.Scanner.Client, r)
-		// The client is done sending: tell the API server, which ends what
-		// it was sending (a watch) and closes.
-		_ = c.upstream.CloseWrite()
+		defer close(clientDone)
+		c.clientToUpstream(r)
 	}()
-	c.copy(c.client, c.upstream, passive.Scanner.Server, r)
-	// The API server closed: so does the client's connection.
-	_ = c.client.CloseWrite()
-	c.close()
-	<-done
-	c.mu.Lock()
-	c.scanner.Close()
-	c.mu.Unlock()
+	c.upstreamToClient(r, clientDone)
+	<-clientDone
+	c.scan(r, func(s passive.Scanner) { s.Close() })
 }
 
+// clientToUpstream copies what the client sends. When the client is done,
+// the API server is told (close_notify), and given halfClosedLinger to end
+// what it still sends (a watch the client abandoned ends at once).
+func (c *relayConn) clientToUpstream(r *relay) {
+	err := c.copy(c.upstream, c.client, passive.Scanner.Client, r)
+	var werr *writeError
+	switch {
+	case errors.As(err, &werr):
+		// The API server stopped reading: drop what the client still
+		// sends until upstreamToClient has passed on the answer and ended
+		// the client's connection.
+		_, _ = io.Copy(io.Discard, c.client)
+		return
+	case err != nil && !errors.Is(err, io.EOF):
+		c.abort()
+		return
+	}
+	_ = c.upstream.CloseWrite()
+	_ = c.upstream.SetReadDeadline(time.Now().Add(halfClosedLinger))
+}
+
+// upstreamToClient copies what the API server sends. When it is done, the
+// client is told (close_notify and a TCP half-close) and its late bytes are
+// read and dropped for clientDrainLinger before its socket is closed; a
+// reset from the API server reaches the client as a reset.
+func (c *relayConn) upstreamToClient(r *relay, clientDone <-chan struct{}) {
+	err := c.copy(c.client, c.upstream, passive.Scanner.Server, r)
+	var werr *writeError
+	if err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &werr) {
+		c.abort()
+		return
+	}
+	_ = c.client.CloseWrite()
+	if tcp, ok := c.client.NetConn().(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+	}
+	_ = c.client.SetReadDeadline(time.Now().Add(clientDrainLinger))
+	<-clientDone
+	c.close()
+}
+
+// writeError is a failed write to the other side, told apart from a failed
+// read of this side.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
 // copy reads src, shows each chunk to the scanner (see) and writes it to
-// dst, until either fails.
-func (c *relayConn) copy(dst, src *tls.Conn, see func(passive.Scanner, []byte), r *relay) {
+// dst, until either fails; a read's io.EOF is returned as is, a write's
+// error as a *writeError.
+func (c *relayConn) copy(dst, src *tls.Conn, see func(passive.Scanner, []byte), r *relay) error {
 	buf := relayBuffers.Get().(*[]byte)
 	defer relayBuffers.Put(buf)
 	for {
 		n, err := src.Read(*buf)
 		if n > 0 {
-			c.mu.Lock()
-			see(c.scanner, (*buf)[:n])
-			if !c.unreadable {
-				if scanErr := c.scanner.Err(); scanErr != nil {
-					c.unreadable = true
-					r.count("unreadable")
-					r.cfg.Proxy.logf("apisnoop proxy: stopped recording a connection, still relaying it: %v", scanErr)
-				}
-			}
-			c.mu.Unlock()
-			if _, werr := dst.Write((*buf)[:n]); werr != nil {
-				return
+			chunk := (*buf)[:n]
+			c.scan(r, func(s passive.Scanner) { see(s, chunk) })
+			if _, werr := dst.Write(chunk); werr != nil {
+				return &writeError{werr}
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.close()
-			}
-			return
+			return err
 		}
 	}
+}
+
+// scan runs one call of the scanner (and through it, of the recording)
+// under the connection's lock. A scanner that gave up, or panicked, stops
+// being called: the connection is relayed on, unrecorded, and counted as
+// unreadable once.
+func (c *relayConn) scan(r *relay, call func(passive.Scanner)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unreadable {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			c.giveUp(r, fmt.Errorf("reading the connection panicked: %v", v))
+		}
+	}()
+	call(c.scanner)
+	if err := c.scanner.Err(); err != nil {
+		c.giveUp(r, err)
+	}
+}
+
+func (c *relayConn) giveUp(r *relay, err error) {
+	c.unreadable = true
+	r.count("unreadable")
+	r.cfg.Proxy.logf("apisnoop proxy: stopped recording a connection, still relaying it: %v", err)
 }
 
 var relayBuffers = sync.Pool{New: func() any {
@@ -373,7 +494,10 @@ func (x *relayExchange) RequestBody(p []byte) {
 }
 
 func (x *relayExchange) Response(resp passive.Response) {
-	if resp.Status == 101 {
+	// A 101, or a 2xx to an extended CONNECT, switches the stream to
+	// another protocol: its bytes are counted, never kept as a body.
+	extendedConnect := x.ex.upgradeAsked && x.ex.base.Method == http.MethodConnect
+	if resp.Status == http.StatusSwitchingProtocols || (extendedConnect && resp.Status >= 200 && resp.Status < 300) {
 		x.ex.upgraded = true
 	}
 	if !x.recording {
@@ -391,16 +515,25 @@ func (x *relayExchange) ResponseBody(p []byte) {
 }
 
 func (x *relayExchange) End(bool) {
+	if x.stop() && x.recording {
+		x.ex.finish()
+	}
+}
+
+// Refused drops a request the API server did not process: the client sends
+// it again, and it is recorded then.
+func (x *relayExchange) Refused() { x.stop() }
+
+// stop ends the exchange once, reporting whether this call did.
+func (x *relayExchange) stop() bool {
 	if x.ended {
-		return
+		return false
 	}
 	x.ended = true
 	if !x.ex.longRunning {
 		x.conn.busy.Add(-1)
 	}
-	if x.recording {
-		x.ex.finish()
-	}
+	return true
 }
 
 // connListener hands connections the relay cannot take to the reverse

@@ -308,3 +308,142 @@ func TestRelayShutdownLetsRequestsFinish(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// TestRelayEarlyAnswerReachesUploadingClient has the API server answer a
+// large upload before reading it, and close: the client must get the
+// answer, not a reset caused by closing its socket with bytes unread.
+func TestRelayEarlyAnswerReachesUploadingClient(t *testing.T) {
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "request entity too large", http.StatusRequestEntityTooLarge)
+	}))
+	px := startRelay(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)})
+	upload := make([]byte, 16<<20)
+	for i := range 5 {
+		resp, err := px.h1.Post(px.url.String()+"/api/v1/namespaces/default/configmaps", "application/json", bytes.NewReader(upload))
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("upload %d: %d, want 413", i, resp.StatusCode)
+		}
+	}
+}
+
+// TestRelayHangingUpstreamFallsBack has an upstream that accepts
+// connections and never answers: the client still gets the reverse
+// proxy's 502 Status, within client-go's TLS handshake timeout.
+func TestRelayHangingUpstreamFallsBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	upstreamURL := proxytest.MustURL(t, "https://"+ln.Addr().String())
+	px := startRelay(t, Config{Upstream: upstreamURL, Transport: upstreamTransport(x509.NewCertPool()), ErrorLog: discardLog(),
+		// The reverse proxy's own transport must give up too.
+		UpgradeTransport: &http.Transport{TLSHandshakeTimeout: time.Second}})
+	client := &http.Client{Transport: clientTransport(px.ca.Pool, false)}
+	client.Transport.(*http.Transport).TLSHandshakeTimeout = 10 * time.Second // client-go's
+	resp, err := client.Get(px.url.String() + "/version")
+	if err != nil {
+		t.Fatalf("the client gave up: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("%d, want 502", resp.StatusCode)
+	}
+}
+
+// TestRelayShutdownAbortsHandshakes connects and never says hello: shutdown
+// must not wait for the handshake's timeout.
+func TestRelayShutdownAbortsHandshakes(t *testing.T) {
+	upstream, roots := proxytest.NewUpstream(t, http.NotFoundHandler())
+	addr, _, cancel, served := startRelayServing(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)}, nil)
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(50 * time.Millisecond) // accepted, handshake under way
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(handshakeTimeout / 2):
+		t.Fatal("shutdown waited for a handshake that never came")
+	}
+}
+
+// TestRelayPassesResets has the upstream reset the connection in the middle
+// of a body delimited by the close: the client must see a failure, not a
+// clean end that would make the partial body look complete.
+func TestRelayPassesResets(t *testing.T) {
+	ca := proxytest.NewCA(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ca.Serving(t)}, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(conn)
+		if _, err := http.ReadRequest(br); err != nil {
+			conn.Close()
+			return
+		}
+		_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"partial\":")
+		time.Sleep(50 * time.Millisecond)
+		_ = conn.(*tls.Conn).NetConn().(*net.TCPConn).SetLinger(0)
+		_ = conn.(*tls.Conn).NetConn().Close() // a reset, no close_notify
+	}()
+	px := startRelay(t, Config{Upstream: proxytest.MustURL(t, "https://"+ln.Addr().String()), Transport: upstreamTransport(ca.Pool)})
+	resp, err := px.h1.Get(px.url.String() + "/api/v1/pods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, err := io.ReadAll(resp.Body); err == nil {
+		t.Errorf("read %q and a clean end, want an error", body)
+	}
+}
+
+func TestUpstreamAddress(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://10.96.0.1":           "10.96.0.1:443",
+		"https://10.96.0.1:6443":      "10.96.0.1:6443",
+		"https://[fd00::1]":           "[fd00::1]:443",
+		"https://api.example.test/":   "api.example.test:443",
+		"https://api.example.test:44": "api.example.test:44",
+	} {
+		if got := upstreamAddress(proxytest.MustURL(t, raw)); got != want {
+			t.Errorf("%s: %s, want %s", raw, got, want)
+		}
+	}
+}

@@ -30,6 +30,11 @@ const (
 	// maxWaiting bounds the requests read but not yet answered: each costs
 	// an exchange, and no real client pipelines this deep.
 	maxWaiting = 4096
+	// keptHeadBuffer is the largest header buffer a scanner keeps after
+	// use, so that one unusually large header section (or a large chunk
+	// gathered with a small one) does not pin up to maxHeaderBytes for the
+	// rest of a connection that may live for days.
+	keptHeadBuffer = 64 << 10
 )
 
 var (
@@ -138,6 +143,11 @@ func (s *Scanner) Close() {
 	}
 	s.stopped = true
 	untilClose := s.server == serverUntilClose
+	// Every one ends with End, never Refused: HTTP/1.1 has no way for a
+	// server to say it did not process a request, and a request it leaves
+	// unanswered when it closes the connection may have been processed
+	// all the same (RFC 9112 9.3.1), so only its client can tell whether
+	// it is safe to send again.
 	for i, e := range s.waiting {
 		s.end(e, i == 0 && untilClose)
 	}
@@ -256,8 +266,7 @@ func (s *Scanner) readRequestHead(p []byte) []byte {
 	}
 	s.startRequest(h)
 	// startRequest has copied what it keeps; the rest may be credentials.
-	clear(s.clientHead)
-	s.clientHead = s.clientHead[:0]
+	s.clientHead = emptied(s.clientHead)
 	return rest
 }
 
@@ -393,9 +402,19 @@ func (s *Scanner) readResponseHead(p []byte) []byte {
 		return nil
 	}
 	s.startResponse(h)
-	clear(s.serverHead)
-	s.serverHead = s.serverHead[:0]
+	s.serverHead = emptied(s.serverHead)
 	return rest
+}
+
+// emptied zeroes a header buffer that has been read and returns it for
+// reuse, or nil when it grew beyond keptHeadBuffer: the next header cut
+// across chunks starts a small one.
+func emptied(buf []byte) []byte {
+	clear(buf)
+	if cap(buf) > keptHeadBuffer {
+		return nil
+	}
+	return buf[:0]
 }
 
 // startResponse pairs a response header section with the oldest waiting

@@ -42,8 +42,9 @@ type testExchange struct {
 	respBody  bytes.Buffer
 	resp      passive.Response
 	responses int
-	ends      int
-	complete  bool
+	// ends counts End and Refused calls.
+	ends     int
+	complete bool
 }
 
 func (l *testLog) begin(r passive.Request) passive.Exchange {
@@ -131,6 +132,16 @@ func (e *testExchange) End(complete bool) {
 	e.ends++
 	e.complete = complete
 	e.log.add(e.id, "end", fmt.Sprint(complete))
+}
+
+// Refused is logged like End, so that a scanner calling it where it should
+// not shows in the reports the tests compare.
+func (e *testExchange) Refused() {
+	if e.ends > 0 {
+		e.log.problem("%d: Refused after End", e.id)
+	}
+	e.ends++
+	e.log.add(e.id, "refused", "")
 }
 
 // lines renders the events one a line; bodies are quoted.
@@ -686,6 +697,92 @@ func TestHeaderValuesNotKept(t *testing.T) {
 		if bytes.Contains(buf[:cap(buf)], []byte("s3cr3t")) {
 			t.Errorf("%s buffer still holds the credential", name)
 		}
+	}
+}
+
+// TestHeaderBufferReleased checks that a header buffer grown past
+// keptHeadBuffer is dropped once its section is read, on both sides, so
+// that one large header section does not pin its memory for the life of
+// the connection, while a buffer of ordinary size is kept for the next
+// header cut across chunks.
+func TestHeaderBufferReleased(t *testing.T) {
+	big := strings.Repeat("a", 900<<10)
+	cases := []struct {
+		name string
+		segs []segment
+		want []string
+	}{
+		{
+			name: "large header sections",
+			segs: []segment{
+				cli("GET /big HTTP/1.1\r\nX-Big: " + big[:1000]),
+				cli(big[1000:] + "\r\n\r\n"),
+				srv("HTTP/1.1 200 OK\r\nX-Big: " + big[:1000]),
+				srv(big[1000:] + "\r\nContent-Length: 2\r\n\r\nok"),
+			},
+			want: []string{"1 begin GET /big", "1 response 200", `1 respbody "ok"`, "1 end true"},
+		},
+		{
+			// Small sections, but each gathered with the large body
+			// that came in the same chunk as its end.
+			name: "small header sections ending in large chunks",
+			segs: []segment{
+				cli("PUT /big HTTP/1.1\r\nContent-Len"),
+				cli("gth: 921600\r\n\r\n" + big),
+				srv("HTTP/1.1 200 OK\r\nContent-Len"),
+				srv("gth: 921600\r\n\r\n" + big),
+			},
+			want: []string{
+				"1 begin PUT /big", fmt.Sprintf("1 reqbody %q", big),
+				"1 response 200", fmt.Sprintf("1 respbody %q", big), "1 end true",
+			},
+		},
+	}
+	// A small exchange with both header sections cut across chunks.
+	small := []segment{
+		cli("GET /small HTTP/1.1\r\nUser-Agent: ua/1\r"),
+		cli("\n\r\n"),
+		srv("HTTP/1.1 204 No Content\r\nX-A:"),
+		srv(" 1\r\n\r\n"),
+	}
+	smallWant := []string{"2 begin GET /small ua=ua/1", "2 response 204", "2 end true"}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := &testLog{}
+			s := New(l.begin)
+			feed := func(segs []segment) {
+				for _, seg := range segs {
+					if seg.fromServer {
+						s.Server(seg.data)
+					} else {
+						s.Client(seg.data)
+					}
+				}
+				if s.Err() != nil {
+					t.Fatal(s.Err())
+				}
+			}
+			feed(c.segs)
+			if got := l.lines(); !slicesEqual(got, c.want) {
+				t.Fatalf("reported\n%.300s\nwant\n%.300s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+			if cap(s.clientHead) != 0 || cap(s.serverHead) != 0 {
+				t.Errorf("after the large sections the header buffers hold %d and %d bytes, want none", cap(s.clientHead), cap(s.serverHead))
+			}
+			feed(small)
+			if got := l.lines()[len(c.want):]; !slicesEqual(got, smallWant) {
+				t.Errorf("then reported %q, want %q", got, smallWant)
+			}
+			for name, buf := range map[string][]byte{"client": s.clientHead, "server": s.serverHead} {
+				if n := cap(buf); n == 0 || n > keptHeadBuffer {
+					t.Errorf("after a small section the %s header buffer holds %d bytes, want a small one kept for reuse", name, n)
+				}
+			}
+			s.Close()
+			if len(l.problems) > 0 {
+				t.Errorf("contract broken: %q", l.problems)
+			}
+		})
 	}
 }
 
@@ -1400,6 +1497,7 @@ func (e *nopExchange) RequestBody(p []byte)      { e.bodyBytes += len(p) }
 func (e *nopExchange) Response(passive.Response) {}
 func (e *nopExchange) ResponseBody(p []byte)     { e.bodyBytes += len(p) }
 func (e *nopExchange) End(bool)                  { e.ends++ }
+func (e *nopExchange) Refused()                  { e.ends++ }
 
 func nopBegin(e *nopExchange) passive.Begin {
 	return func(passive.Request) passive.Exchange { return e }

@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -61,6 +62,8 @@ const (
 	seenContentType
 	seenStatus
 	seenContentEncoding
+	seenProtocol
+	seenAuthority
 )
 
 // stream is an exchange in progress.
@@ -120,6 +123,12 @@ type direction struct {
 	settingTableSize uint32
 	settingHasTable  bool
 
+	// RST_STREAM or GOAWAY frame being read: the first four bytes of its
+	// payload, the error code of the one and the last stream ID of the
+	// other, gathered however the frame is cut.
+	word    [4]byte
+	wordLen int
+
 	// The SETTINGS_HEADER_TABLE_SIZE this side announced bounds the
 	// dynamic table of the other side's encoder, that is, of the decoder
 	// reading the other side's header blocks. Until the other side
@@ -142,6 +151,11 @@ type Scanner struct {
 	// HEADERS on a stream at or below it that has no exchange belongs to
 	// a closed or ignored stream.
 	lastClientStream uint32
+	// serverLastStream is the lowest last stream ID of the server's GOAWAY
+	// frames, or math.MaxUint32 before any: the server processes no stream
+	// above it, open already or opened later by a client that had not yet
+	// read the GOAWAY.
+	serverLastStream uint32
 
 	err    error
 	closed bool
@@ -150,8 +164,10 @@ type Scanner struct {
 	capture capture
 	seen    uint8
 	request passive.Request
-	status  string
-	resp    passive.Response
+	// authority is a request's :authority, the target of a CONNECT.
+	authority string
+	status    string
+	resp      passive.Response
 
 	// endOrder is reused to end open exchanges in stream order.
 	endOrder []uint32
@@ -162,7 +178,7 @@ var _ passive.Scanner = (*Scanner)(nil)
 // New returns a scanner for one connection that reports each request it
 // reads to begin.
 func New(begin passive.Begin) *Scanner {
-	s := &Scanner{begin: begin, streams: make(map[uint32]stream)}
+	s := &Scanner{begin: begin, streams: make(map[uint32]stream), serverLastStream: math.MaxUint32}
 	s.client = direction{
 		client:      true,
 		name:        "client",
@@ -303,6 +319,14 @@ func (s *Scanner) startFrame(d *direction, h []byte) {
 			s.fail(fmt.Errorf("h2: %s sent a malformed RST_STREAM (stream %d, %d bytes)", d.name, d.streamID, d.length))
 			return
 		}
+		d.wordLen = 0
+	case http2.FrameGoAway:
+		// Last stream ID and error code, then any debug data.
+		if d.streamID != 0 || d.length < 8 {
+			s.fail(fmt.Errorf("h2: %s sent a malformed GOAWAY (stream %d, %d bytes)", d.name, d.streamID, d.length))
+			return
+		}
+		d.wordLen = 0
 	}
 	if s.err == nil && d.left == 0 {
 		s.endFrame(d)
@@ -333,6 +357,8 @@ func (s *Scanner) payload(d *direction, p []byte) {
 		s.data(d, p)
 	case http2.FrameHeaders, http2.FramePushPromise, http2.FrameContinuation:
 		d.block = append(d.block, p...)
+	case http2.FrameRSTStream, http2.FrameGoAway:
+		d.wordLen += copy(d.word[d.wordLen:], p)
 	case http2.FrameSettings:
 		if d.flags.Has(http2.FlagSettingsAck) {
 			return
@@ -394,11 +420,53 @@ func (s *Scanner) endFrame(d *direction) {
 			s.settingsAnnounced(d)
 		}
 	case http2.FrameRSTStream:
-		if st, ok := s.streams[d.streamID]; ok {
-			s.forget(d.streamID)
+		st, ok := s.streams[d.streamID]
+		if !ok {
+			return
+		}
+		s.forget(d.streamID)
+		// REFUSED_STREAM (RFC 9113 8.7) is the server saying it did not
+		// process the request, which the client may then send again.
+		if !d.client && http2.ErrCode(binary.BigEndian.Uint32(d.word[:])) == http2.ErrCodeRefusedStream {
+			refuse(st)
+		} else {
 			st.exchange.End(false)
 		}
+	case http2.FrameGoAway:
+		// A client's GOAWAY is about the streams the server opens, pushed
+		// ones, which are no exchanges: it changes nothing here.
+		if !d.client {
+			s.serverGoAway(binary.BigEndian.Uint32(d.word[:]) & (1<<31 - 1))
+		}
 	}
+}
+
+// serverGoAway handles the server's GOAWAY with last stream ID last: it
+// did not process and will not process any stream above it (RFC 9113 6.8).
+// A server that shuts down gracefully sends two, the first with the
+// largest ID, and may not raise the ID in a later one.
+func (s *Scanner) serverGoAway(last uint32) {
+	if last >= s.serverLastStream {
+		return
+	}
+	s.serverLastStream = last
+	for _, id := range s.openStreamsAbove(last) {
+		st := s.streams[id]
+		s.forget(id)
+		refuse(st)
+	}
+}
+
+// refuse ends the exchange of a stream the server says it did not process.
+// One whose response was reported already was processed whatever the
+// server says now, and its client does not send it again: that stream was
+// only cut short.
+func refuse(st stream) {
+	if st.responded {
+		st.exchange.End(false)
+		return
+	}
+	st.exchange.Refused()
 }
 
 // endStream handles END_STREAM from d on stream id. The server's ends the
@@ -495,6 +563,7 @@ func (s *Scanner) headerBlock(d *direction) {
 	}
 	s.seen = 0
 	s.request = passive.Request{}
+	s.authority = ""
 	s.status = ""
 	s.resp = passive.Response{}
 
@@ -516,9 +585,17 @@ func (s *Scanner) headerBlock(d *direction) {
 		if s.begin == nil {
 			return
 		}
+		s.connectTarget()
 		ex := s.begin(s.request)
 		s.request = passive.Request{}
-		if ex != nil {
+		s.authority = ""
+		switch {
+		case ex == nil:
+		case id > s.serverLastStream:
+			// Sent before the client read the server's GOAWAY: the
+			// server ignores it, and the client sends it again elsewhere.
+			ex.Refused()
+		default:
 			s.streams[id] = stream{exchange: ex, requestDone: d.blockEndStream}
 		}
 	case !open || d.blockType == http2.FramePushPromise:
@@ -577,9 +654,11 @@ func (s *Scanner) field(f hpack.HeaderField) {
 				s.request.Path, s.request.RawQuery, _ = strings.Cut(f.Value, "?")
 			}
 		case ":protocol":
-			// RFC 8441 extended CONNECT: a WebSocket or other protocol
-			// tunnelled over the stream.
-			s.request.Upgrade = true
+			s.seen |= seenProtocol
+		case ":authority":
+			if s.first(seenAuthority) {
+				s.authority = f.Value
+			}
 		case "user-agent":
 			if s.first(seenUserAgent) {
 				s.request.UserAgent = f.Value
@@ -605,6 +684,24 @@ func (s *Scanner) field(f hpack.HeaderField) {
 			}
 		}
 	}
+}
+
+// connectTarget completes the request of a CONNECT once its whole block is
+// read, as pseudo-header fields come in any order. With :protocol it is an
+// extended CONNECT (RFC 8441): a WebSocket or other protocol tunnelled over
+// the stream, at its :path. Without, it is a tunnel to the host and port of
+// its :authority (RFC 9113 8.5), which Path carries as HTTP/1.1's CONNECT
+// target does. A :protocol on another method asks for nothing: a server
+// answers that request as it is.
+func (s *Scanner) connectTarget() {
+	if s.request.Method != "CONNECT" {
+		return
+	}
+	if s.seen&seenProtocol != 0 {
+		s.request.Upgrade = true
+		return
+	}
+	s.request.Path, s.request.RawQuery = s.authority, ""
 }
 
 func (s *Scanner) first(bit uint8) bool {
@@ -672,14 +769,23 @@ func (s *Scanner) fail(err error) {
 
 func (s *Scanner) endAll() {
 	s.client.bodyOf, s.server.bodyOf = nil, nil
-	s.endOrder = s.endOrder[:0]
-	for id := range s.streams {
-		s.endOrder = append(s.endOrder, id)
-	}
-	slices.Sort(s.endOrder)
-	for _, id := range s.endOrder {
+	for _, id := range s.openStreamsAbove(0) {
 		st := s.streams[id]
 		delete(s.streams, id)
 		st.exchange.End(false)
 	}
+}
+
+// openStreamsAbove returns the streams with an exchange whose IDs are above
+// id, in stream order, so that exchanges ended together end in the same
+// order on every run. The slice is reused by the next call.
+func (s *Scanner) openStreamsAbove(id uint32) []uint32 {
+	s.endOrder = s.endOrder[:0]
+	for open := range s.streams {
+		if open > id {
+			s.endOrder = append(s.endOrder, open)
+		}
+	}
+	slices.Sort(s.endOrder)
+	return s.endOrder
 }

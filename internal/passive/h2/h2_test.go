@@ -42,8 +42,10 @@ type exchange struct {
 	requestBody  []byte
 	response     *passive.Response
 	responseBody []byte
-	ends         int
-	complete     bool
+	// ends counts End and Refused calls.
+	ends     int
+	complete bool
+	refused  bool
 }
 
 func (r *recorder) begin(req passive.Request) passive.Exchange {
@@ -73,7 +75,7 @@ func (x *exchange) problem(format string, args ...any) {
 
 func (x *exchange) RequestBody(p []byte) {
 	if x.ends > 0 {
-		x.problem("RequestBody after End")
+		x.problem("RequestBody after its end")
 	}
 	if len(p) == 0 {
 		x.problem("empty RequestBody")
@@ -84,7 +86,7 @@ func (x *exchange) RequestBody(p []byte) {
 
 func (x *exchange) Response(r passive.Response) {
 	if x.ends > 0 {
-		x.problem("Response after End")
+		x.problem("Response after its end")
 	}
 	if x.response != nil {
 		x.problem("second Response")
@@ -95,7 +97,7 @@ func (x *exchange) Response(r passive.Response) {
 
 func (x *exchange) ResponseBody(p []byte) {
 	if x.ends > 0 {
-		x.problem("ResponseBody after End")
+		x.problem("ResponseBody after its end")
 	}
 	if x.response == nil {
 		x.problem("ResponseBody before Response")
@@ -109,11 +111,20 @@ func (x *exchange) ResponseBody(p []byte) {
 
 func (x *exchange) End(complete bool) {
 	if x.ends > 0 {
-		x.problem("End called again")
+		x.problem("End after its end")
 	}
 	x.ends++
 	x.complete = complete
 	x.rec.events = append(x.rec.events, event{id: x.id, what: "end", text: fmt.Sprint(complete)})
+}
+
+func (x *exchange) Refused() {
+	if x.ends > 0 {
+		x.problem("Refused after its end")
+	}
+	x.ends++
+	x.refused = true
+	x.rec.events = append(x.rec.events, event{id: x.id, what: "refused"})
 }
 
 func requestText(q passive.Request) string {
@@ -151,7 +162,7 @@ func (r *recorder) lines() []string {
 }
 
 // verify reports broken Exchange contracts; after Close every exchange
-// must have ended exactly once.
+// must have ended exactly once, by End or Refused.
 func (r *recorder) verify(t testing.TB, label string) {
 	t.Helper()
 	for _, p := range r.problems {
@@ -183,6 +194,8 @@ func responseBodyLine(id int, b string) string {
 }
 
 func endLine(id int, complete bool) string { return fmt.Sprintf("#%d end %v", id, complete) }
+
+func refusedLine(id int) string { return fmt.Sprintf("#%d refused", id) }
 
 // A segment is one piece of a conversation: bytes one side sent, in the
 // order the relay would see them.
@@ -361,8 +374,14 @@ func (s *script) data(client bool, id uint32, endStream bool, p string) {
 	s.write(client, func(fr *http2.Framer) error { return fr.WriteData(id, endStream, []byte(p)) })
 }
 
-func (s *script) rst(client bool, id uint32) {
-	s.write(client, func(fr *http2.Framer) error { return fr.WriteRSTStream(id, http2.ErrCodeCancel) })
+func (s *script) rst(client bool, id uint32) { s.rstWith(client, id, http2.ErrCodeCancel) }
+
+func (s *script) rstWith(client bool, id uint32, code http2.ErrCode) {
+	s.write(client, func(fr *http2.Framer) error { return fr.WriteRSTStream(id, code) })
+}
+
+func (s *script) goAway(client bool, lastStream uint32, code http2.ErrCode, debug string) {
+	s.write(client, func(fr *http2.Framer) error { return fr.WriteGoAway(lastStream, code, []byte(debug)) })
 }
 
 const (
@@ -627,6 +646,122 @@ var scriptCases = []scriptCase{
 		},
 	},
 	{
+		// Only the server's REFUSED_STREAM says a request was not
+		// processed; the client sends it again on a new stream.
+		name: "RST_STREAM REFUSED_STREAM",
+		build: func(s *script) {
+			s.start()
+			s.headers(true, 1, false, request("POST", "/upload", "content-type", "application/octet-stream")...)
+			s.data(true, 1, false, "part")
+			s.rstWith(false, 1, http2.ErrCodeRefusedStream)
+			s.data(true, 1, true, "late")
+			s.headers(true, 3, false, request("POST", "/upload", "content-type", "application/octet-stream")...)
+			s.data(true, 3, true, "part and the rest")
+			// Refused after its response: the server did process it, and
+			// the client does not send it again.
+			s.headers(true, 5, true, request("GET", "/api/v1/pods?watch=true")...)
+			s.headers(false, 5, false, response("200", "content-type", "application/json")...)
+			s.rstWith(false, 5, http2.ErrCodeRefusedStream)
+			// The client's REFUSED_STREAM on its own request is only a reset.
+			s.headers(true, 7, false, request("GET", "/client-refuses")...)
+			s.rstWith(true, 7, http2.ErrCodeRefusedStream)
+			// Other codes from the server are resets too.
+			s.headers(true, 9, true, request("GET", "/internal-error")...)
+			s.rstWith(false, 9, http2.ErrCodeInternal)
+			s.headers(false, 3, true, response("201")...)
+		},
+		want: []string{
+			beginLine(1, "POST", "/upload", "", kubectl, "application/octet-stream", false),
+			requestBodyLine(1, "part"),
+			refusedLine(1),
+			beginLine(2, "POST", "/upload", "", kubectl, "application/octet-stream", false),
+			requestBodyLine(2, "part and the rest"),
+			beginLine(3, "GET", "/api/v1/pods", "watch=true", kubectl, "", false),
+			responseLine(3, 200, "application/json", ""),
+			endLine(3, false),
+			beginLine(4, "GET", "/client-refuses", "", kubectl, "", false),
+			endLine(4, false),
+			beginLine(5, "GET", "/internal-error", "", kubectl, "", false),
+			endLine(5, false),
+			responseLine(2, 201, "", ""),
+			endLine(2, true),
+			"close",
+		},
+	},
+	{
+		// A graceful shutdown: a first GOAWAY with the largest stream ID,
+		// then one with the last stream the server took.
+		name: "GOAWAY from the server",
+		build: func(s *script) {
+			s.start()
+			s.headers(true, 1, true, request("GET", "/a")...)
+			s.headers(true, 3, false, request("POST", "/b")...)
+			s.headers(true, 5, true, request("GET", "/c")...)
+			s.headers(true, 7, true, request("GET", "/d")...)
+			// A server that answers a stream and then says it did not
+			// take it: the client has the response, and only loses the
+			// rest of it.
+			s.headers(false, 7, false, response("200")...)
+			s.goAway(true, 0, http2.ErrCodeNo, "")
+			s.goAway(false, 1<<31-1, http2.ErrCodeNo, "")
+			s.data(true, 3, false, "b1")
+			s.goAway(false, 3, http2.ErrCodeNo, "graceful shutdown")
+			s.data(true, 5, false, "ignored")
+			s.data(false, 7, false, "ignored")
+			// Sent before the client read the GOAWAY: the server ignores it.
+			s.headers(true, 9, true, request("GET", "/e")...)
+			s.data(true, 3, true, "b2")
+			// A later GOAWAY may not raise the last stream ID.
+			s.goAway(false, 11, http2.ErrCodeNo, "")
+			s.headers(true, 11, true, request("GET", "/f")...)
+			s.headers(false, 3, false, response("201")...)
+			s.data(false, 3, true, "created")
+			s.headers(false, 1, true, response("200")...)
+		},
+		want: []string{
+			beginLine(1, "GET", "/a", "", kubectl, "", false),
+			beginLine(2, "POST", "/b", "", kubectl, "", false),
+			beginLine(3, "GET", "/c", "", kubectl, "", false),
+			beginLine(4, "GET", "/d", "", kubectl, "", false),
+			responseLine(4, 200, "", ""),
+			requestBodyLine(2, "b1"),
+			refusedLine(3),
+			endLine(4, false),
+			beginLine(5, "GET", "/e", "", kubectl, "", false),
+			refusedLine(5),
+			requestBodyLine(2, "b2"),
+			beginLine(6, "GET", "/f", "", kubectl, "", false),
+			refusedLine(6),
+			responseLine(2, 201, "", ""),
+			responseBodyLine(2, "created"),
+			endLine(2, true),
+			responseLine(1, 200, "", ""),
+			endLine(1, true),
+			"close",
+		},
+	},
+	{
+		// An error GOAWAY refuses the same streams, and the connection
+		// ends with the ones the server took still open.
+		name: "GOAWAY with an error",
+		build: func(s *script) {
+			s.start()
+			s.headers(true, 1, true, request("GET", "/a")...)
+			s.headers(true, 3, true, request("GET", "/b")...)
+			s.headers(true, 5, true, request("GET", "/c")...)
+			s.goAway(false, 1, http2.ErrCodeEnhanceYourCalm, strings.Repeat("too many requests; ", 40))
+		},
+		want: []string{
+			beginLine(1, "GET", "/a", "", kubectl, "", false),
+			beginLine(2, "GET", "/b", "", kubectl, "", false),
+			beginLine(3, "GET", "/c", "", kubectl, "", false),
+			refusedLine(2),
+			refusedLine(3),
+			"close",
+			endLine(1, false),
+		},
+	},
+	{
 		name: "server completes while the client still sends",
 		build: func(s *script) {
 			s.start()
@@ -828,9 +963,13 @@ var scriptCases = []scriptCase{
 				"user-agent", "first/1", "user-agent", "second/2", "content-type", "text/one", "content-type", "text/two")
 			s.headers(true, 3, true, ":method", "GET", ":scheme", "https", ":path", "/q?")
 			s.headers(true, 5, true, ":method", "OPTIONS", ":scheme", "https", ":path", "*", "user-agent", "")
-			s.headers(true, 7, true, ":method", "CONNECT", ":authority", "10.0.0.1:10250")
+			s.headers(true, 7, true, ":authority", "10.0.0.1:10250", ":method", "CONNECT")
+			// Not an extended CONNECT: the server answers a GET.
+			s.headers(true, 9, true, ":method", "GET", ":protocol", "websocket", ":scheme", "https", ":path", "/ws")
+			// :protocol before :method.
+			s.headers(true, 11, true, ":protocol", "websocket", ":method", "CONNECT", ":scheme", "https", ":authority", apiServer, ":path", "/ws?x=1")
 			s.headers(false, 1, true, ":status", "200", "content-type", "a/1", "content-type", "a/2", "content-encoding", "br", "content-encoding", "gzip")
-			for _, id := range []uint32{3, 5, 7} {
+			for _, id := range []uint32{3, 5, 7, 9, 11} {
 				s.headers(false, id, true, ":status", "200")
 			}
 		},
@@ -838,7 +977,9 @@ var scriptCases = []scriptCase{
 			beginLine(1, "GET", "/api/v1/namespaces/a%2Fb/pods", "x=1?y=2", "first/1", "text/one", false),
 			beginLine(2, "GET", "/q", "", "", "", false),
 			beginLine(3, "OPTIONS", "*", "", "", "", false),
-			beginLine(4, "CONNECT", "", "", "", "", false),
+			beginLine(4, "CONNECT", "10.0.0.1:10250", "", "", "", false),
+			beginLine(5, "GET", "/ws", "", "", "", false),
+			beginLine(6, "CONNECT", "/ws", "x=1", "", "", true),
 			responseLine(1, 200, "a/1", "br"),
 			endLine(1, true),
 			responseLine(2, 200, "", ""),
@@ -847,6 +988,10 @@ var scriptCases = []scriptCase{
 			endLine(3, true),
 			responseLine(4, 200, "", ""),
 			endLine(4, true),
+			responseLine(5, 200, "", ""),
+			endLine(5, true),
+			responseLine(6, 200, "", ""),
+			endLine(6, true),
 			"close",
 		},
 	},
@@ -1139,6 +1284,18 @@ var malformedCases = []struct {
 		},
 	},
 	{
+		name: "GOAWAY on a stream", wantErr: "h2: server sent a malformed GOAWAY (stream 1, 8 bytes)",
+		build: func(s *script) {
+			s.server(func(fr *http2.Framer) error { return fr.WriteRawFrame(http2.FrameGoAway, 0, 1, make([]byte, 8)) })
+		},
+	},
+	{
+		name: "GOAWAY too short", wantErr: "h2: client sent a malformed GOAWAY (stream 0, 7 bytes)",
+		build: func(s *script) {
+			s.client(func(fr *http2.Framer) error { return fr.WriteRawFrame(http2.FrameGoAway, 0, 0, make([]byte, 7)) })
+		},
+	},
+	{
 		name: "RST_STREAM of a bad length", wantErr: "h2: server sent a malformed RST_STREAM (stream 1, 3 bytes)",
 		build: func(s *script) {
 			s.server(func(fr *http2.Framer) error { return fr.WriteRawFrame(http2.FrameRSTStream, 0, 1, []byte{0, 0, 8}) })
@@ -1326,8 +1483,8 @@ func feedSchedule(client, server, sched []byte, split func([]byte) [][]byte) (*r
 
 // FuzzScanner feeds any bytes in any interleaving: the scanner must not
 // panic, must keep the Exchange contract (every begun exchange ended
-// exactly once after Close), and must read the same thing when each piece
-// is handed over byte by byte.
+// exactly once after Close, by End or Refused), and must read the same
+// thing when each piece is handed over byte by byte.
 func FuzzScanner(f *testing.F) {
 	for _, c := range scriptCases {
 		client, server, sched := schedule(buildCase(f, c))
@@ -1379,6 +1536,7 @@ func (x *benchExchange) End(complete bool) {
 		x.ended++
 	}
 }
+func (x *benchExchange) Refused() {}
 
 // established returns a scanner past the preface and one exchange, so the
 // HPACK tables hold the fields bench requests and responses use, and the
