@@ -102,7 +102,7 @@ func ServeRelay(ctx context.Context, ln net.Listener, cfg RelayConfig) error {
 	}
 	r := &relay{cfg: cfg, conns: map[*relayConn]struct{}{}, upstreamAddr: upstreamAddress(cfg.Upstream)}
 	r.handshakes, r.stopHandshakes = context.WithCancel(context.Background())
-	r.fallback = newConnListener(ln.Addr())
+	r.fallback = NewConnQueue(ln.Addr())
 	fallback := NewServer(cfg.Proxy, nil)
 	fallbackDone := make(chan error, 1)
 	go func() { fallbackDone <- fallback.HTTP.Serve(r.fallback) }()
@@ -145,7 +145,7 @@ func CanRelay(upstream *url.URL) bool {
 type relay struct {
 	cfg          RelayConfig
 	upstreamAddr string
-	fallback     *connListener
+	fallback     *ConnQueue
 	// handshakes is cancelled when the relay drains, which aborts the
 	// handshakes under way.
 	handshakes     context.Context
@@ -244,7 +244,7 @@ func (r *relay) serve(raw net.Conn) {
 	if upstream == nil {
 		r.cfg.Proxy.logf("apisnoop proxy: reach API server for a new connection: %v", dialErr)
 		r.count("fallback")
-		if !r.fallback.hand(client) {
+		if !r.fallback.Push(client) {
 			_ = client.Close()
 		}
 		return
@@ -535,42 +535,3 @@ func (x *relayExchange) stop() bool {
 	}
 	return true
 }
-
-// connListener hands connections the relay cannot take to the reverse
-// proxy's http.Server, which serves it as a listener.
-type connListener struct {
-	addr   net.Addr
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newConnListener(addr net.Addr) *connListener {
-	return &connListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-// hand gives conn to the server, or reports false once it has stopped.
-func (l *connListener) hand(conn net.Conn) bool {
-	select {
-	case l.conns <- conn:
-		return true
-	case <-l.closed:
-		return false
-	}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return l.addr }

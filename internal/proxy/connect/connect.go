@@ -53,7 +53,7 @@ type Proxy struct {
 	intercept map[string]*tls.Config
 
 	mitm      *proxy.Server
-	conns     *connQueue
+	conns     *proxy.ConnQueue
 	startOnce sync.Once
 }
 
@@ -77,7 +77,7 @@ func New(cfg Config) (*Proxy, error) {
 	gp.ConnectDial = nil
 	gp.Tr = &http.Transport{DialContext: (&net.Dialer{}).DialContext}
 
-	c := &Proxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: newConnQueue()}
+	c := &Proxy{goproxy: gp, intercept: map[string]*tls.Config{}, conns: proxy.NewConnQueue(tunnels{})}
 	for _, hostport := range cfg.Intercept {
 		key := normalizeHostPort(hostport)
 		getCertificate := cfg.GetCertificate
@@ -132,7 +132,7 @@ func (c *Proxy) serveIntercepted(req *http.Request, client net.Conn, tlsConfig *
 		_ = client.Close()
 		return
 	}
-	if !c.conns.push(tls.Server(client, tlsConfig)) {
+	if !c.conns.Push(tls.Server(client, tlsConfig)) {
 		_ = client.Close()
 	}
 }
@@ -178,45 +178,8 @@ func normalizeHostPort(hostport string) string {
 	return hostport
 }
 
-// connQueue is a net.Listener whose connections are pushed in by the
-// CONNECT handler rather than accepted from a socket.
-type connQueue struct {
-	conns     chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
-}
+// tunnels is the Addr of the queue of intercepted tunnels.
+type tunnels struct{}
 
-func newConnQueue() *connQueue {
-	return &connQueue{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-// push waits for the server to take conn; false when the queue is closed.
-func (q *connQueue) push(conn net.Conn) bool {
-	select {
-	case q.conns <- conn:
-		return true
-	case <-q.done:
-		return false
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case conn := <-q.conns:
-		return conn, nil
-	case <-q.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) Close() error {
-	q.closeOnce.Do(func() { close(q.done) })
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return connQueueAddr{} }
-
-type connQueueAddr struct{}
-
-func (connQueueAddr) Network() string { return "connect" }
-func (connQueueAddr) String() string  { return "intercepted CONNECT tunnels" }
+func (tunnels) Network() string { return "connect" }
+func (tunnels) String() string  { return "intercepted CONNECT tunnels" }
