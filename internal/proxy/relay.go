@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,11 +59,13 @@ const (
 	// must not keep a connection (two goroutines, two sockets) after its
 	// client is gone.
 	halfClosedLinger = shutdownGrace
-	// clientDrainLinger is how long the client's late bytes are read and
-	// dropped after the API server closed, before the client's socket is
+	// clientDrainLinger is how long the client may go on sending after the
+	// API server closed, its bytes read and dropped, before its socket is
 	// closed: closing a socket with unread bytes resets it, and the reset
 	// can destroy an answer (a 413 to a large upload) the client has not
-	// read yet. net/http's server lingers the same way.
+	// read yet. net/http's server waits as long after its half-close. The
+	// close itself is orderly, so what the client has still to read
+	// reaches it.
 	clientDrainLinger = 500 * time.Millisecond
 	// relayBufferSize holds a TLS record's plaintext: tls.Conn.Read returns
 	// at most one record, so a larger buffer would never fill.
@@ -318,6 +321,9 @@ type relayConn struct {
 	// unreadable is set once the scanner gave up (or panicked): from then
 	// on the bytes are only relayed. It is reported once.
 	unreadable bool
+	// open holds the exchanges begun and not yet ended, which a scanner
+	// that panicked can no longer end.
+	open map[*relayExchange]struct{}
 
 	closeOnce sync.Once
 }
@@ -349,17 +355,16 @@ func (c *relayConn) abort() {
 // holds open.
 func (c *relayConn) run(r *relay) {
 	begin := func(req passive.Request) passive.Exchange {
-		// The API server matches the decoded path; so must the recording,
-		// or a Secret written to .../%73ecrets would keep its data.
-		if path, err := url.PathUnescape(req.Path); err == nil {
-			req.Path = path
-		}
+		req.Path = serverPath(req.Method, req.Path)
 		ex := r.cfg.Proxy.newExchange(context.Background(), req)
 		if !ex.longRunning {
 			c.busy.Add(1)
 		}
-		return &relayExchange{ex: ex, conn: c, recording: r.cfg.Proxy.observer != nil}
+		x := &relayExchange{ex: ex, conn: c, recording: r.cfg.Proxy.observer != nil}
+		c.open[x] = struct{}{}
+		return x
 	}
+	c.open = map[*relayExchange]struct{}{}
 	if c.client.ConnectionState().NegotiatedProtocol == "h2" {
 		c.scanner = h2.New(begin)
 	} else {
@@ -375,6 +380,22 @@ func (c *relayConn) run(r *relay) {
 	c.scan(r, func(s passive.Scanner) { s.Close() })
 }
 
+// serverPath is the path as the API server matches it: net/http parses a
+// request target with url.ParseRequestURI, for HTTP/1.1 and HTTP/2 alike,
+// so the recording must too, or a Secret written to .../%73ecrets or to
+// https://host/api/v1/.../secrets would keep its data. A target net/http
+// refuses is kept as sent: the API server never acts on it.
+func serverPath(method, target string) string {
+	if method == http.MethodConnect || (strings.HasPrefix(target, "/") && !strings.Contains(target, "%")) {
+		return target
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return target
+	}
+	return u.Path
+}
+
 // clientToUpstream copies what the client sends. When the client is done,
 // the API server is told (close_notify), and given halfClosedLinger to end
 // what it still sends (a watch the client abandoned ends at once).
@@ -388,6 +409,8 @@ func (c *relayConn) clientToUpstream(r *relay) {
 		// the client's connection.
 		_, _ = io.Copy(io.Discard, c.client)
 		return
+	case errors.Is(err, net.ErrClosed):
+		return // closed by upstreamToClient or a drain
 	case err != nil && !errors.Is(err, io.EOF):
 		c.abort()
 		return
@@ -397,9 +420,10 @@ func (c *relayConn) clientToUpstream(r *relay) {
 }
 
 // upstreamToClient copies what the API server sends. When it is done, the
-// client is told (close_notify and a TCP half-close) and its late bytes are
-// read and dropped for clientDrainLinger before its socket is closed; a
-// reset from the API server reaches the client as a reset.
+// client is told (close_notify and a TCP half-close), and given
+// clientDrainLinger to end its side, its late bytes read and dropped
+// meanwhile, before both are closed; a reset from the API server reaches
+// the client as a reset.
 func (c *relayConn) upstreamToClient(r *relay, clientDone <-chan struct{}) {
 	err := c.copy(c.client, c.upstream, passive.Scanner.Server, r)
 	var werr *writeError
@@ -411,8 +435,12 @@ func (c *relayConn) upstreamToClient(r *relay, clientDone <-chan struct{}) {
 	if tcp, ok := c.client.NetConn().(*net.TCPConn); ok {
 		_ = tcp.CloseWrite()
 	}
-	_ = c.client.SetReadDeadline(time.Now().Add(clientDrainLinger))
-	<-clientDone
+	linger := time.NewTimer(clientDrainLinger)
+	defer linger.Stop()
+	select {
+	case <-clientDone:
+	case <-linger.C:
+	}
 	c.close()
 }
 
@@ -456,6 +484,11 @@ func (c *relayConn) scan(r *relay, call func(passive.Scanner)) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
+			// What the scanner held open ends unrecorded: nothing can be
+			// trusted of it.
+			for x := range c.open {
+				x.stop()
+			}
 			c.giveUp(r, fmt.Errorf("reading the connection panicked: %v", v))
 		}
 	}()
@@ -465,8 +498,12 @@ func (c *relayConn) scan(r *relay, call func(passive.Scanner)) {
 	}
 }
 
+// giveUp stops recording the connection. Its requests are unseen from now
+// on, so a draining relay can no longer tell it idle: it counts as busy
+// until the grace is over.
 func (c *relayConn) giveUp(r *relay, err error) {
 	c.unreadable = true
+	c.busy.Add(1)
 	r.count("unreadable")
 	r.cfg.Proxy.logf("apisnoop proxy: stopped recording a connection, still relaying it: %v", err)
 }
@@ -530,6 +567,7 @@ func (x *relayExchange) stop() bool {
 		return false
 	}
 	x.ended = true
+	delete(x.conn.open, x)
 	if !x.ex.longRunning {
 		x.conn.busy.Add(-1)
 	}

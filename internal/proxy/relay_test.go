@@ -447,3 +447,78 @@ func TestUpstreamAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestRelaySlowReaderGetsTheWholeAnswer has the API server send a large
+// answer and close while the client reads slowly: the client must get
+// every byte and a clean end, however long it takes to read them.
+func TestRelaySlowReaderGetsTheWholeAnswer(t *testing.T) {
+	answer := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	upstream, roots := proxytest.NewUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = w.Write(answer)
+	}))
+	px := startRelay(t, Config{Upstream: proxytest.MustURL(t, upstream.URL), Transport: upstreamTransport(roots)})
+	resp, err := px.h1.Get(px.url.String() + "/api/v1/configmaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got bytes.Buffer
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got.Len(), err)
+		}
+		time.Sleep(5 * time.Millisecond) // in all far longer than the 500 ms the relay lingers
+	}
+	if !bytes.Equal(got.Bytes(), answer) {
+		t.Errorf("got %d bytes, want the %d the API server sent", got.Len(), len(answer))
+	}
+}
+
+// TestServerPathIsNetHTTPs sends request targets to a real net/http server
+// and checks serverPath gives the path it matched, or the target as sent
+// when the server refused it.
+func TestServerPathIsNetHTTPs(t *testing.T) {
+	seen := make(chan string, 1)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.URL.Path
+	}))
+	t.Cleanup(server.Close)
+	for _, target := range []string{
+		"/api/v1/namespaces/default/secrets",
+		"/api/v1/namespaces/default/%73ecrets",
+		"/api/v1/namespaces/default/secrets%2Fs",
+		"/api/v1/namespaces/a+b/pods",
+		"https://kubernetes.default.svc/api/v1/namespaces/default/secrets?limit=1",
+		"http:/api/v1/namespaces/default/secrets",
+		"//api/v1/secrets",
+		"/api/v1/namespaces/%zz/pods",
+	} {
+		conn, err := net.Dial("tcp", server.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		want := strings.SplitN(target, "?", 2)[0]
+		if resp.StatusCode == http.StatusOK {
+			want = <-seen
+		}
+		if got := serverPath(http.MethodGet, strings.SplitN(target, "?", 2)[0]); got != want {
+			t.Errorf("%s: serverPath %q, net/http matched %q (status %d)", target, got, want, resp.StatusCode)
+		}
+	}
+	if got := serverPath(http.MethodConnect, "10.0.0.1:10250"); got != "10.0.0.1:10250" {
+		t.Errorf("CONNECT target became %q", got)
+	}
+}
