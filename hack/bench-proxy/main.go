@@ -242,12 +242,12 @@ func run(o options) error {
 		}
 	}
 	if o.bare != "" && wanted("bare") {
-		if err := add(startFloor(o.bare, "bare Go proxy", true, dir, upstream, caFile)); err != nil {
+		if err := add(startFloor(o.bare, "bare Go proxy", dir, upstream, caFile)); err != nil {
 			return err
 		}
 	}
 	if o.relay != "" && wanted("relay") {
-		if err := add(startFloor(o.relay, "TLS relay", true, dir, upstream, caFile)); err != nil {
+		if err := add(startFloor(o.relay, "TLS relay", dir, upstream, caFile)); err != nil {
 			return err
 		}
 	}
@@ -491,9 +491,9 @@ func (s *collectorSink) close() { _ = s.server.Close() }
 // startFloor runs a floor of the sidecar's cost, TLS on both sides, on one
 // P and the sidecar's soft memory limit: Go's httputil.ReverseProxy alone
 // (what proxying costs in Go before anything is recorded), or a byte relay
-// (what terminating TLS costs in Go at all); h2 says whether it serves
-// HTTP/2.
-func startFloor(bin, name string, h2 bool, dir, upstream, caFile string) (*target, *exec.Cmd, error) {
+// (what terminating TLS costs in Go at all). Both serve HTTP/2 and
+// HTTP/1.1.
+func startFloor(bin, name, dir, upstream, caFile string) (*target, *exec.Cmd, error) {
 	certFile, keyFile, roots, err := servingCert(dir, filepath.Base(bin)+"-"+freePort())
 	if err != nil {
 		return nil, nil, err
@@ -506,7 +506,7 @@ func startFloor(bin, name string, h2 bool, dir, upstream, caFile string) (*targe
 		return nil, nil, err
 	}
 	return &target{name: name, url: "https://127.0.0.1:" + port, pid: cmd.Process.Pid,
-		tls: &tls.Config{RootCAs: roots}, h2: h2}, cmd, nil
+		tls: &tls.Config{RootCAs: roots}, h2: true}, cmd, nil
 }
 
 // startKubectlProxy runs kubectl proxy with a kubeconfig holding the token;

@@ -86,7 +86,7 @@ const (
 // Compared with the reverse proxy (Proxy as an http.Handler), nothing is
 // parsed into requests, re-encoded or re-framed: the API server sees the
 // client's own bytes, header for header and frame for frame, and the proxy
-// spends about half the CPU per request. When the upstream cannot be
+// spends about half the CPU per GET (measured with hack/bench-proxy.sh). When the upstream cannot be
 // reached during a handshake (within upstreamDialTimeout, well before
 // client-go gives up on the handshake), the connection goes to the reverse
 // proxy instead, which answers each request with a 502 Status while the
@@ -266,7 +266,7 @@ func (r *relay) serve(raw net.Conn) {
 func (r *relay) dial(ctx context.Context, protocols []string) (*tls.Conn, error) {
 	cfg := r.cfg.UpstreamTLS.Clone()
 	cfg.NextProtos = protocols
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}, Config: cfg}
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: cfg}
 	ctx, cancel := context.WithTimeout(ctx, upstreamDialTimeout)
 	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", r.upstreamAddr)
@@ -360,7 +360,7 @@ func (c *relayConn) run(r *relay) {
 		if !ex.longRunning {
 			c.busy.Add(1)
 		}
-		x := &relayExchange{ex: ex, conn: c, recording: r.cfg.Proxy.observer != nil}
+		x := &relayExchange{ex: ex, conn: c}
 		c.open[x] = struct{}{}
 		return x
 	}
@@ -517,11 +517,12 @@ var relayBuffers = sync.Pool{New: func() any {
 // records the requests it handles (exchange). The scanner's calls are
 // serialised by the connection (relayConn.mu).
 type relayExchange struct {
-	ex        *exchange
-	conn      *relayConn
-	recording bool // the proxy has an observer
-	ended     bool
+	ex   *exchange
+	conn *relayConn
 }
+
+// recording says the proxy has an observer to report to.
+func (x *relayExchange) recording() bool { return x.ex.proxy.observer != nil }
 
 func (x *relayExchange) RequestBody(p []byte) {
 	x.ex.bytesIn.Add(int64(len(p)))
@@ -537,7 +538,7 @@ func (x *relayExchange) Response(resp passive.Response) {
 	if resp.Status == http.StatusSwitchingProtocols || (extendedConnect && resp.Status >= 200 && resp.Status < 300) {
 		x.ex.upgraded = true
 	}
-	if !x.recording {
+	if !x.recording() {
 		x.ex.status = resp.Status
 		return
 	}
@@ -552,7 +553,7 @@ func (x *relayExchange) ResponseBody(p []byte) {
 }
 
 func (x *relayExchange) End(bool) {
-	if x.stop() && x.recording {
+	if x.stop() && x.recording() {
 		x.ex.finish()
 	}
 }
@@ -561,12 +562,12 @@ func (x *relayExchange) End(bool) {
 // it again, and it is recorded then.
 func (x *relayExchange) Refused() { x.stop() }
 
-// stop ends the exchange once, reporting whether this call did.
+// stop ends the exchange once, reporting whether this call did: an
+// exchange is open while the connection holds it.
 func (x *relayExchange) stop() bool {
-	if x.ended {
+	if _, open := x.conn.open[x]; !open {
 		return false
 	}
-	x.ended = true
 	delete(x.conn.open, x)
 	if !x.ex.longRunning {
 		x.conn.busy.Add(-1)

@@ -55,9 +55,9 @@ func (m *Metrics) observe(ev *Event) {
 
 // Connection counts a client connection by how the proxy served it:
 // "relayed", "fallback" (to the reverse proxy, the API server being out of
-// reach when it arrived) or "unreadable" (relayed, but its bytes could not
-// be read as HTTP from some point on, so its later requests went
-// unrecorded).
+// reach when it arrived), and once more as "unreadable" when a relayed
+// connection's bytes could not be read as HTTP from some point on, so its
+// later requests went unrecorded.
 func (m *Metrics) Connection(outcome string) {
 	if m != nil {
 		m.connections.add(outcome, 1)
@@ -102,7 +102,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	out.histogram("apisnoop_proxy_request_duration_seconds", "Duration of completed proxied requests.", &m.duration)
 	out.labelled("apisnoop_proxy_body_bytes_total", "Body bytes proxied, by direction (in: from clients, out: to clients).", "counter", "direction", &m.bytes)
 	out.labelled("apisnoop_proxy_connections_total",
-		"Client connections by how they were served: relayed, fallback (to the reverse proxy, the API server being out of reach when they arrived) or unreadable (relayed, but their bytes could not be read as HTTP from some point on: later requests went unrecorded).",
+		"Client connections by how they were served: relayed, or fallback (to the reverse proxy, the API server being out of reach when they arrived); relayed connections whose bytes could not be read as HTTP from some point on (later requests went unrecorded) are counted again as unreadable.",
 		"counter", "served", &m.connections)
 	out.single("apisnoop_proxy_watch_events_total", "Watch events streamed to clients.", "counter", float64(m.watchEvents.Load()))
 	out.single("apisnoop_record_unknown_requests_total", "Requests that match no operation of the release.", "counter", float64(m.unknown.Load()))

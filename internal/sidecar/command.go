@@ -110,7 +110,7 @@ request unknown.`,
 	f.StringVar(&o.identity.ServiceAccount, "service-account", os.Getenv("POD_SERVICE_ACCOUNT"), "service account of the recorded pod")
 	f.StringVar(&o.source, "source", os.Getenv("POD_UID"), "unique name of this proxy for the collector (the pod UID)")
 	f.BoolVar(&o.keepBodies, "keep-bodies", false, "keep capped, redacted request bodies: field coverage, and writes to objects for their history")
-	f.BoolVar(&o.relay, "relay", true, "forward each client connection as bytes over a connection of its own to the API server, reading HTTP/2 and HTTP/1.1 on the way (about half the CPU per request); false forwards every request through a reverse proxy, as when the API server cannot be reached")
+	f.BoolVar(&o.relay, "relay", true, "forward each client connection as bytes over a connection of its own to the API server, reading HTTP/2 and HTTP/1.1 on the way (about half the CPU per GET); false forwards every request through a reverse proxy, as when the API server cannot be reached (an --upstream that is plain http or behind a path prefix always gets the reverse proxy)")
 	f.BoolVar(&o.profiling, "profiling", false, "also serve Go's profiles under /debug/pprof/ on --results-listen")
 	f.IntVar(&o.maxBodyBytes, "max-body-bytes", 64<<10, "cap of kept request bodies")
 	return cmd
