@@ -358,7 +358,7 @@ str:
 			default:
 				return false
 			}
-		case c >= 0x80: // in a wanted string: no longer plain
+		case c >= 0x80: // beyond ASCII (any string stops here): a wanted one is no longer plain
 			v.plain = false
 			i++
 		default: // a control byte

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -106,14 +107,13 @@ func followCatalog(ctx context.Context, file string, last os.FileInfo, schemasFi
 		if err != nil || last != nil && info.ModTime().Equal(last.ModTime()) && info.Size() == last.Size() {
 			continue
 		}
-		data, err := os.ReadFile(file)
-		if err != nil {
+		c, err := readCatalogFile(file)
+		if pathErr := (*fs.PathError)(nil); errors.As(err, &pathErr) {
 			continue // mid-swap: the next look reads it
 		}
 		last = info
-		c, err := catalog.Decode(data)
 		if err != nil {
-			logf("Warning: --catalog-file changed but cannot be used, matching against the catalog read before: decode %s: %v", file, err)
+			logf("Warning: --catalog-file changed but cannot be used, matching against the catalog read before: %v", err)
 			continue
 		}
 		withSchemas(c, schemasFile, logf)

@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -27,12 +25,14 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	snoopv1alpha1 "apisnoop.dev/kube-apisnoop/api/v1alpha1"
 	"apisnoop.dev/kube-apisnoop/internal/audit"
@@ -411,25 +411,12 @@ exec /bin/busybox sleep 3600
 			before := restarts()
 
 			By("installing the custom resource while the pod runs")
-			crd := filepath.Join(GinkgoT().TempDir(), "gizmos.yaml")
-			Expect(os.WriteFile(crd, []byte(`apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: gizmos.toys.example.org
-spec:
-  group: toys.example.org
-  scope: Namespaced
-  names: {plural: gizmos, singular: gizmo, kind: Gizmo, listKind: GizmoList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`), 0o600)).To(Succeed())
+			crd := testenv.NamespacedCRD("toys.example.org", "gizmos", "Gizmo", nil)
 			installed := time.Now()
-			kube("apply", "--server-side", "-f", crd)
-			DeferCleanup(func() { kube("delete", "--wait=false", "-f", crd) })
+			crds := envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}}
+			_, err := envtest.InstallCRDs(restCfg, crds)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func() { Expect(envtest.UninstallCRDs(restCfg, crds)).To(Succeed()) })
 
 			By("the session counting the running pod's gizmo lists as hits of the new operation")
 			var st *results.State

@@ -69,7 +69,7 @@ type Resolver struct {
 // instead.
 func (r *Resolver) Resolve(ctx context.Context, release string) (*catalog.Catalog, error) {
 	if release == snoopv1alpha1.ClusterRelease {
-		return r.clusterCatalog(ctx)
+		return r.cluster(ctx, false)
 	}
 	c, err := catalog.Load(release)
 	if errors.Is(err, catalog.ErrUnsupportedRelease) {
@@ -80,10 +80,6 @@ func (r *Resolver) Resolve(ctx context.Context, release string) (*catalog.Catalo
 		return nil, fmt.Errorf("load release %s: %w", release, err)
 	}
 	return c, nil
-}
-
-func (r *Resolver) clusterCatalog(ctx context.Context) (*catalog.Catalog, error) {
-	return r.cluster(ctx, false)
 }
 
 // CheckCluster returns the live cluster's catalog after asking the cluster

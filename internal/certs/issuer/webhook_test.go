@@ -44,9 +44,6 @@ func verifies(t *testing.T, roots []byte, pair tls.Certificate) bool {
 // for the collector verify it, and still verify the operator's own.
 func TestCollectorRootsWithCertManager(t *testing.T) {
 	operatorCA, certManagerCA := proxytest.NewCA(t), proxytest.NewCA(t)
-	caPEM := func(ca *proxytest.CA) []byte {
-		return ca.PEM()
-	}
 	dir := t.TempDir()
 	load := CertDirCA(dir)
 	if extra, err := load(); err != nil || extra != nil {
@@ -64,17 +61,17 @@ func TestCollectorRootsWithCertManager(t *testing.T) {
 	if _, err := load(); err == nil {
 		t.Fatal("a ca.crt without a certificate was accepted")
 	}
-	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), caPEM(certManagerCA), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, SecretKeyCA), certManagerCA.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	extra, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := JoinPEM(caPEM(operatorCA), extra)
+	roots := JoinPEM(operatorCA.PEM(), extra)
 
 	certManagerPair, operatorPair := certManagerCA.Serving(t), operatorCA.Serving(t)
-	if verifies(t, caPEM(operatorCA), certManagerPair) {
+	if verifies(t, operatorCA.PEM(), certManagerPair) {
 		t.Fatal("the operator's CA alone verifies cert-manager's certificate; the test proves nothing")
 	}
 	if !verifies(t, roots, certManagerPair) {
