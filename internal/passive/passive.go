@@ -10,12 +10,14 @@
 package passive
 
 // Request is what an exchange's request says, as far as recording needs it.
-// No other header is read: credentials never leave the relay's buffers.
+// No other header is kept: a scanner hands on no credentials, though
+// HTTP/2's header compression tables hold the values the peers index.
 type Request struct {
 	Method string
-	// Path is the request target's path, still escaped as sent (for
-	// CONNECT, its host:port): decoding is the caller's, as the server
-	// decodes it. RawQuery is what follows "?", without it.
+	// Path is the request target's path, still escaped as sent (for a
+	// CONNECT that asks no Upgrade, its host:port): decoding is the
+	// caller's, as the server decodes it. RawQuery is what follows "?",
+	// without it.
 	Path     string
 	RawQuery string
 	// UserAgent and ContentType are those headers' first values.
@@ -39,11 +41,12 @@ type Response struct {
 
 // Exchange receives what a scanner reads of one request and its response,
 // in this order: RequestBody (any number of times) interleaved with
-// Response once and then ResponseBody (any number of times), and End or
-// Refused exactly once. After a 101 response, RequestBody and ResponseBody carry the
-// raw bytes of the switched protocol, client's and server's. Bodies are as
-// decoded from the transfer framing (no chunk sizes, no HTTP/2 frame
-// headers or padding) and are only valid during the call.
+// Response at most once and then ResponseBody (any number of times), and
+// End or Refused exactly once. After a 101 response, RequestBody and
+// ResponseBody carry the raw bytes of the switched protocol, client's and
+// server's. Bodies are as decoded from the transfer framing (no chunk
+// sizes, no HTTP/2 frame headers or padding) and are only valid during the
+// call.
 type Exchange interface {
 	RequestBody(p []byte)
 	Response(r Response)
@@ -74,4 +77,23 @@ type Scanner interface {
 	Close()
 	// Err is why the scanner stopped reading, or nil while it reads.
 	Err() error
+}
+
+// KeptBufferCap is the largest header buffer a scanner keeps for reuse
+// once the header bytes it held are read. One unusually large header
+// section or block, or a large chunk gathered with a small one, would
+// otherwise pin its memory for the rest of a connection that may live for
+// days.
+const KeptBufferCap = 64 << 10
+
+// Emptied zeroes a header buffer that has been read, because header bytes
+// hold credentials, and returns it empty for reuse, or nil when it grew
+// beyond KeptBufferCap: the next header then starts a small one. Only the
+// buffer's length is zeroed; its callers keep the bytes past it zero.
+func Emptied(buf []byte) []byte {
+	clear(buf)
+	if cap(buf) > KeptBufferCap {
+		return nil
+	}
+	return buf[:0]
 }

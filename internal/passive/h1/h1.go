@@ -30,11 +30,6 @@ const (
 	// maxWaiting bounds the requests read but not yet answered: each costs
 	// an exchange, and no real client pipelines this deep.
 	maxWaiting = 4096
-	// keptHeadBuffer is the largest header buffer a scanner keeps after
-	// use, so that one unusually large header section (or a large chunk
-	// gathered with a small one) does not pin up to maxHeaderBytes for the
-	// rest of a connection that may live for days.
-	keptHeadBuffer = 64 << 10
 )
 
 var (
@@ -266,7 +261,7 @@ func (s *Scanner) readRequestHead(p []byte) []byte {
 	}
 	s.startRequest(h)
 	// startRequest has copied what it keeps; the rest may be credentials.
-	s.clientHead = emptied(s.clientHead)
+	s.clientHead = passive.Emptied(s.clientHead)
 	return rest
 }
 
@@ -402,19 +397,8 @@ func (s *Scanner) readResponseHead(p []byte) []byte {
 		return nil
 	}
 	s.startResponse(h)
-	s.serverHead = emptied(s.serverHead)
+	s.serverHead = passive.Emptied(s.serverHead)
 	return rest
-}
-
-// emptied zeroes a header buffer that has been read and returns it for
-// reuse, or nil when it grew beyond keptHeadBuffer: the next header cut
-// across chunks starts a small one.
-func emptied(buf []byte) []byte {
-	clear(buf)
-	if cap(buf) > keptHeadBuffer {
-		return nil
-	}
-	return buf[:0]
 }
 
 // startResponse pairs a response header section with the oldest waiting

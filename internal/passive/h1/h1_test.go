@@ -701,7 +701,7 @@ func TestHeaderValuesNotKept(t *testing.T) {
 }
 
 // TestHeaderBufferReleased checks that a header buffer grown past
-// keptHeadBuffer is dropped once its section is read, on both sides, so
+// passive.KeptBufferCap is dropped once its section is read, on both sides, so
 // that one large header section does not pin its memory for the life of
 // the connection, while a buffer of ordinary size is kept for the next
 // header cut across chunks.
@@ -774,7 +774,7 @@ func TestHeaderBufferReleased(t *testing.T) {
 				t.Errorf("then reported %q, want %q", got, smallWant)
 			}
 			for name, buf := range map[string][]byte{"client": s.clientHead, "server": s.serverHead} {
-				if n := cap(buf); n == 0 || n > keptHeadBuffer {
+				if n := cap(buf); n == 0 || n > passive.KeptBufferCap {
 					t.Errorf("after a small section the %s header buffer holds %d bytes, want a small one kept for reuse", name, n)
 				}
 			}

@@ -6,17 +6,20 @@
 // arrive, without their padding. Every header block of a direction goes
 // through that direction's HPACK decoder, wanted or not, because the
 // decoders' dynamic tables must stay in step with the peers'. Of the
-// decoded fields only the few that passive.Request and passive.Response
-// carry are kept; the rest (credentials among them) are dropped the moment
-// the decoder hands them over.
+// decoded fields the scanner keeps only the few that passive.Request and
+// passive.Response carry, and an encoded block is zeroed once decoded. The
+// decoders' dynamic tables still hold the values the peers chose to index
+// (credentials among them), as the peers' own tables do.
 package h2
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/http2"
@@ -33,11 +36,6 @@ const (
 	// and CONTINUATION frames. Real blocks are a few hundred bytes; a
 	// larger one is taken as an attack on the relay's memory.
 	maxHeaderBlock = 1 << 20
-
-	// keptBlockBuffer is the largest header block buffer a scanner keeps
-	// after use, so that one unusually large header does not pin memory for
-	// the rest of a connection that may live for days.
-	keptBlockBuffer = 64 << 10
 
 	// initialHeaderTableSize is the HPACK dynamic table size both peers
 	// start with (RFC 9113 6.5.2).
@@ -80,7 +78,6 @@ type stream struct {
 // direction is the reading state of one side's bytes.
 type direction struct {
 	client  bool
-	name    string // "client" or "server", for errors
 	decoder *hpack.Decoder
 
 	// prefaceLeft counts the bytes of the client connection preface still
@@ -104,8 +101,7 @@ type direction struct {
 	padLengthPending bool
 	dataLeft         uint32
 	// bodyOf receives this DATA frame's data, or is nil when nobody does.
-	bodyOf   passive.Exchange
-	bodyOfID uint32
+	bodyOf passive.Exchange
 
 	// The header block being collected. Each frame's payload is appended
 	// whole at fragmentStart and cut down to its fragment (no padding,
@@ -168,9 +164,6 @@ type Scanner struct {
 	authority string
 	status    string
 	resp      passive.Response
-
-	// endOrder is reused to end open exchanges in stream order.
-	endOrder []uint32
 }
 
 var _ passive.Scanner = (*Scanner)(nil)
@@ -179,12 +172,7 @@ var _ passive.Scanner = (*Scanner)(nil)
 // reads to begin.
 func New(begin passive.Begin) *Scanner {
 	s := &Scanner{begin: begin, streams: make(map[uint32]stream), serverLastStream: math.MaxUint32}
-	s.client = direction{
-		client:      true,
-		name:        "client",
-		prefaceLeft: len(http2.ClientPreface),
-	}
-	s.server = direction{name: "server"}
+	s.client = direction{client: true, prefaceLeft: len(http2.ClientPreface)}
 	for _, d := range []*direction{&s.client, &s.server} {
 		d.decoder = hpack.NewDecoder(initialHeaderTableSize, s.field)
 		d.tableSize = initialHeaderTableSize
@@ -210,6 +198,14 @@ func (s *Scanner) Close() {
 	}
 	s.closed = true
 	s.endAll()
+}
+
+// name says which side d reads, for errors.
+func (d *direction) name() string {
+	if d.client {
+		return "client"
+	}
+	return "server"
 }
 
 func (s *Scanner) peer(d *direction) *direction {
@@ -266,25 +262,25 @@ func (s *Scanner) startFrame(d *direction, h []byte) {
 
 	// RFC 9113 6.2: a header block is a contiguous sequence of frames.
 	if d.continuing && (d.frameType != http2.FrameContinuation || d.streamID != d.blockStream) {
-		s.fail(fmt.Errorf("h2: %s sent %v on stream %d inside the header block of stream %d", d.name, d.frameType, d.streamID, d.blockStream))
+		s.fail(fmt.Errorf("h2: %s sent %v on stream %d inside the header block of stream %d", d.name(), d.frameType, d.streamID, d.blockStream))
 		return
 	}
 	switch d.frameType {
 	case http2.FrameData:
 		if d.streamID == 0 {
-			s.fail(fmt.Errorf("h2: %s sent DATA on stream 0", d.name))
+			s.fail(fmt.Errorf("h2: %s sent DATA on stream 0", d.name()))
 			return
 		}
 		d.padLengthPending = d.flags.Has(http2.FlagDataPadded)
 		if d.padLengthPending && d.length == 0 {
-			s.fail(fmt.Errorf("h2: %s sent a padded DATA frame without a pad length", d.name))
+			s.fail(fmt.Errorf("h2: %s sent a padded DATA frame without a pad length", d.name()))
 			return
 		}
 		d.dataLeft = d.length
-		d.bodyOf, d.bodyOfID = s.bodyOf(d), d.streamID
+		d.bodyOf = s.bodyOf(d)
 	case http2.FrameHeaders, http2.FramePushPromise:
 		if d.streamID == 0 {
-			s.fail(fmt.Errorf("h2: %s sent %v on stream 0", d.name, d.frameType))
+			s.fail(fmt.Errorf("h2: %s sent %v on stream 0", d.name(), d.frameType))
 			return
 		}
 		if d.frameType == http2.FramePushPromise && d.client {
@@ -298,7 +294,7 @@ func (s *Scanner) startFrame(d *direction, h []byte) {
 		s.startFragment(d)
 	case http2.FrameContinuation:
 		if !d.continuing {
-			s.fail(fmt.Errorf("h2: %s sent CONTINUATION on stream %d outside a header block", d.name, d.streamID))
+			s.fail(fmt.Errorf("h2: %s sent CONTINUATION on stream %d outside a header block", d.name(), d.streamID))
 			return
 		}
 		s.startFragment(d)
@@ -306,24 +302,23 @@ func (s *Scanner) startFrame(d *direction, h []byte) {
 		ack := d.flags.Has(http2.FlagSettingsAck)
 		switch {
 		case d.streamID != 0:
-			s.fail(fmt.Errorf("h2: %s sent SETTINGS on stream %d", d.name, d.streamID))
+			s.fail(fmt.Errorf("h2: %s sent SETTINGS on stream %d", d.name(), d.streamID))
 		case ack && d.length != 0:
-			s.fail(fmt.Errorf("h2: %s sent a SETTINGS acknowledgement with a payload", d.name))
+			s.fail(fmt.Errorf("h2: %s sent a SETTINGS acknowledgement with a payload", d.name()))
 		case d.length%6 != 0:
-			s.fail(fmt.Errorf("h2: %s sent SETTINGS of %d bytes, not a multiple of 6", d.name, d.length))
+			s.fail(fmt.Errorf("h2: %s sent SETTINGS of %d bytes, not a multiple of 6", d.name(), d.length))
 		}
-		d.settingLen = 0
 		d.settingHasTable = false
 	case http2.FrameRSTStream:
 		if d.streamID == 0 || d.length != 4 {
-			s.fail(fmt.Errorf("h2: %s sent a malformed RST_STREAM (stream %d, %d bytes)", d.name, d.streamID, d.length))
+			s.fail(fmt.Errorf("h2: %s sent a malformed RST_STREAM (stream %d, %d bytes)", d.name(), d.streamID, d.length))
 			return
 		}
 		d.wordLen = 0
 	case http2.FrameGoAway:
 		// Last stream ID and error code, then any debug data.
 		if d.streamID != 0 || d.length < 8 {
-			s.fail(fmt.Errorf("h2: %s sent a malformed GOAWAY (stream %d, %d bytes)", d.name, d.streamID, d.length))
+			s.fail(fmt.Errorf("h2: %s sent a malformed GOAWAY (stream %d, %d bytes)", d.name(), d.streamID, d.length))
 			return
 		}
 		d.wordLen = 0
@@ -345,7 +340,7 @@ func (s *Scanner) bodyOf(d *direction) passive.Exchange {
 
 func (s *Scanner) startFragment(d *direction) {
 	if uint64(len(d.block))+uint64(d.length) > maxHeaderBlock {
-		s.fail(fmt.Errorf("h2: %s header block on stream %d is larger than %d bytes", d.name, d.blockStream, maxHeaderBlock))
+		s.fail(fmt.Errorf("h2: %s header block on stream %d is larger than %d bytes", d.name(), d.blockStream, maxHeaderBlock))
 		return
 	}
 	d.fragmentStart = len(d.block)
@@ -360,9 +355,6 @@ func (s *Scanner) payload(d *direction, p []byte) {
 	case http2.FrameRSTStream, http2.FrameGoAway:
 		d.wordLen += copy(d.word[d.wordLen:], p)
 	case http2.FrameSettings:
-		if d.flags.Has(http2.FlagSettingsAck) {
-			return
-		}
 		for _, b := range p {
 			d.setting[d.settingLen] = b
 			d.settingLen++
@@ -383,7 +375,7 @@ func (s *Scanner) data(d *direction, p []byte) {
 		padding := uint32(p[0])
 		p = p[1:]
 		if padding > d.length-1 {
-			s.fail(fmt.Errorf("h2: %s DATA frame on stream %d has %d bytes of padding in a %d-byte payload", d.name, d.streamID, padding, d.length))
+			s.fail(fmt.Errorf("h2: %s DATA frame on stream %d has %d bytes of padding in a %d-byte payload", d.name(), d.streamID, padding, d.length))
 			return
 		}
 		d.dataLeft = d.length - 1 - padding
@@ -486,13 +478,14 @@ func (s *Scanner) endStream(d *direction, id uint32) {
 }
 
 // forget drops stream id, also as the receiver of a DATA frame the other
-// direction may be in the middle of.
+// direction may be in the middle of: bodyOf is only set while a direction
+// reads a DATA frame, whose stream is its streamID.
 func (s *Scanner) forget(id uint32) {
 	delete(s.streams, id)
-	if s.client.bodyOfID == id {
+	if s.client.streamID == id {
 		s.client.bodyOf = nil
 	}
-	if s.server.bodyOfID == id {
+	if s.server.streamID == id {
 		s.server.bodyOf = nil
 	}
 }
@@ -509,7 +502,7 @@ func (s *Scanner) endFragment(d *direction) {
 		}
 		if padded {
 			if len(payload) == 0 {
-				s.fail(fmt.Errorf("h2: %s padded %v frame on stream %d has no pad length", d.name, d.frameType, d.streamID))
+				s.fail(fmt.Errorf("h2: %s padded %v frame on stream %d has no pad length", d.name(), d.frameType, d.streamID))
 				return
 			}
 			skip, padding = 1, int(payload[0])
@@ -521,11 +514,16 @@ func (s *Scanner) endFragment(d *direction) {
 			skip += 4
 		}
 		if skip+padding > len(payload) {
-			s.fail(fmt.Errorf("h2: %s %v frame on stream %d is %d bytes, too short for its %d bytes of padding and fields", d.name, d.frameType, d.streamID, len(payload), skip+padding))
+			s.fail(fmt.Errorf("h2: %s %v frame on stream %d is %d bytes, too short for its %d bytes of padding and fields", d.name(), d.frameType, d.streamID, len(payload), skip+padding))
 			return
 		}
-		n := copy(payload, payload[skip:len(payload)-padding])
-		d.block = d.block[:d.fragmentStart+n]
+		if skip+padding > 0 {
+			n := copy(payload, payload[skip:len(payload)-padding])
+			// Zero what the cut leaves past the block's end, so that
+			// clearing the block clears every byte of it the buffer held.
+			clear(payload[n:])
+			d.block = d.block[:d.fragmentStart+n]
+		}
 	}
 	// END_HEADERS is the same bit in HEADERS, PUSH_PROMISE and CONTINUATION.
 	if !d.flags.Has(http2.FlagHeadersEndHeaders) {
@@ -534,12 +532,9 @@ func (s *Scanner) endFragment(d *direction) {
 	}
 	d.continuing = false
 	s.headerBlock(d)
-	// The encoded block holds credentials; they are not to outlive it.
-	clear(d.block)
-	d.block = d.block[:0]
-	if cap(d.block) > keptBlockBuffer {
-		d.block = nil
-	}
+	// The encoded block holds credentials: they are not to stay in a
+	// buffer kept for the next block.
+	d.block = passive.Emptied(d.block)
 }
 
 // headerBlock decodes the complete header block d collected and acts on it.
@@ -574,9 +569,8 @@ func (s *Scanner) headerBlock(d *direction) {
 	if err == nil {
 		err = d.decoder.Close()
 	}
-	s.capture = captureNothing
 	if err != nil {
-		s.fail(fmt.Errorf("h2: %s header block on stream %d: %w", d.name, id, err))
+		s.fail(fmt.Errorf("h2: %s header block on stream %d: %w", d.name(), id, err))
 		return
 	}
 
@@ -587,8 +581,6 @@ func (s *Scanner) headerBlock(d *direction) {
 		}
 		s.connectTarget()
 		ex := s.begin(s.request)
-		s.request = passive.Request{}
-		s.authority = ""
 		switch {
 		case ex == nil:
 		case id > s.serverLastStream:
@@ -596,16 +588,12 @@ func (s *Scanner) headerBlock(d *direction) {
 			// server ignores it, and the client sends it again elsewhere.
 			ex.Refused()
 		default:
-			s.streams[id] = stream{exchange: ex, requestDone: d.blockEndStream}
+			s.streams[id] = stream{exchange: ex}
 		}
-	case !open || d.blockType == http2.FramePushPromise:
-	case d.client:
-		// Trailers.
-		if d.blockEndStream {
-			st.requestDone = true
-			s.streams[id] = st
-		}
-	case !st.responded:
+	case !open || d.blockType == http2.FramePushPromise || d.client || st.responded:
+		// No exchange, a promise of a pushed stream, or trailers: only an
+		// END_STREAM is acted on.
+	default:
 		status, ok := parseStatus(s.status)
 		if !ok {
 			// A malformed response: the client resets the stream.
@@ -613,29 +601,17 @@ func (s *Scanner) headerBlock(d *direction) {
 			st.exchange.End(false)
 			return
 		}
-		if status < 200 {
-			// Informational; the final response is still to come.
-			if d.blockEndStream {
-				s.forget(id)
-				st.exchange.End(false)
-			}
-			return
+		// Below 200 it is informational; the final response is still to
+		// come, and an END_STREAM now ends the exchange incomplete.
+		if status >= 200 {
+			st.responded = true
+			s.streams[id] = st
+			s.resp.Status = status
+			st.exchange.Response(s.resp)
 		}
-		st.responded = true
-		s.streams[id] = st
-		s.resp.Status = status
-		st.exchange.Response(s.resp)
-		s.resp = passive.Response{}
-		if d.blockEndStream {
-			s.forget(id)
-			st.exchange.End(true)
-		}
-	default:
-		// Trailers.
-		if d.blockEndStream {
-			s.forget(id)
-			st.exchange.End(true)
-		}
+	}
+	if d.blockEndStream {
+		s.endStream(d, id)
 	}
 }
 
@@ -646,9 +622,7 @@ func (s *Scanner) field(f hpack.HeaderField) {
 	case captureRequest:
 		switch f.Name {
 		case ":method":
-			if s.first(seenMethod) {
-				s.request.Method = f.Value
-			}
+			s.keep(seenMethod, &s.request.Method, f.Value)
 		case ":path":
 			if s.first(seenPath) {
 				s.request.Path, s.request.RawQuery, _ = strings.Cut(f.Value, "?")
@@ -656,32 +630,20 @@ func (s *Scanner) field(f hpack.HeaderField) {
 		case ":protocol":
 			s.seen |= seenProtocol
 		case ":authority":
-			if s.first(seenAuthority) {
-				s.authority = f.Value
-			}
+			s.keep(seenAuthority, &s.authority, f.Value)
 		case "user-agent":
-			if s.first(seenUserAgent) {
-				s.request.UserAgent = f.Value
-			}
+			s.keep(seenUserAgent, &s.request.UserAgent, f.Value)
 		case "content-type":
-			if s.first(seenContentType) {
-				s.request.ContentType = f.Value
-			}
+			s.keep(seenContentType, &s.request.ContentType, f.Value)
 		}
 	case captureResponse:
 		switch f.Name {
 		case ":status":
-			if s.first(seenStatus) {
-				s.status = f.Value
-			}
+			s.keep(seenStatus, &s.status, f.Value)
 		case "content-type":
-			if s.first(seenContentType) {
-				s.resp.ContentType = f.Value
-			}
+			s.keep(seenContentType, &s.resp.ContentType, f.Value)
 		case "content-encoding":
-			if s.first(seenContentEncoding) {
-				s.resp.ContentEncoding = f.Value
-			}
+			s.keep(seenContentEncoding, &s.resp.ContentEncoding, f.Value)
 		}
 	}
 }
@@ -704,6 +666,15 @@ func (s *Scanner) connectTarget() {
 	s.request.Path, s.request.RawQuery = s.authority, ""
 }
 
+// keep sets *dst to v when v is the first value of the field bit stands for.
+func (s *Scanner) keep(bit uint8, dst *string, v string) {
+	if s.first(bit) {
+		*dst = v
+	}
+}
+
+// first marks the field bit stands for as seen and says whether it was not
+// yet.
 func (s *Scanner) first(bit uint8) bool {
 	if s.seen&bit != 0 {
 		return false
@@ -713,19 +684,16 @@ func (s *Scanner) first(bit uint8) bool {
 }
 
 // parseStatus reads a :status value, three digits (RFC 9110 15).
+// Atoi also takes a sign, but a signed three-character value is below 100.
 func parseStatus(v string) (int, bool) {
 	if len(v) != 3 {
 		return 0, false
 	}
-	n := 0
-	for i := 0; i < 3; i++ {
-		c := v[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 100 {
+		return 0, false
 	}
-	return n, n >= 100
+	return n, true
 }
 
 // settingsAnnounced applies the SETTINGS frame d finished reading.
@@ -778,14 +746,8 @@ func (s *Scanner) endAll() {
 
 // openStreamsAbove returns the streams with an exchange whose IDs are above
 // id, in stream order, so that exchanges ended together end in the same
-// order on every run. The slice is reused by the next call.
+// order on every run.
 func (s *Scanner) openStreamsAbove(id uint32) []uint32 {
-	s.endOrder = s.endOrder[:0]
-	for open := range s.streams {
-		if open > id {
-			s.endOrder = append(s.endOrder, open)
-		}
-	}
-	slices.Sort(s.endOrder)
-	return s.endOrder
+	ids := slices.Sorted(maps.Keys(s.streams))
+	return slices.DeleteFunc(ids, func(open uint32) bool { return open <= id })
 }

@@ -45,7 +45,6 @@ type exchange struct {
 	// ends counts End and Refused calls.
 	ends     int
 	complete bool
-	refused  bool
 }
 
 func (r *recorder) begin(req passive.Request) passive.Exchange {
@@ -123,7 +122,6 @@ func (x *exchange) Refused() {
 		x.problem("Refused after its end")
 	}
 	x.ends++
-	x.refused = true
 	x.rec.events = append(x.rec.events, event{id: x.id, what: "refused"})
 }
 
@@ -204,6 +202,15 @@ type segment struct {
 	b      []byte
 }
 
+// give hands p to the scanner as bytes the client sent, or the server.
+func give(s *Scanner, client bool, p []byte) {
+	if client {
+		s.Client(p)
+	} else {
+		s.Server(p)
+	}
+}
+
 // feed runs a conversation through a new scanner, handing each segment
 // over in the pieces split returns, and closes the scanner at the end.
 func feed(segs []segment, split func([]byte) [][]byte, skip func(passive.Request) bool) (*recorder, error) {
@@ -211,11 +218,7 @@ func feed(segs []segment, split func([]byte) [][]byte, skip func(passive.Request
 	s := New(rec.begin)
 	for _, seg := range segs {
 		for _, piece := range split(seg.b) {
-			if seg.client {
-				s.Client(piece)
-			} else {
-				s.Server(piece)
-			}
+			give(s, seg.client, piece)
 		}
 	}
 	rec.note("close")
@@ -405,11 +408,10 @@ func response(status string, extra ...string) []string {
 
 // scriptCase is a conversation and the log it must give.
 type scriptCase struct {
-	name    string
-	build   func(s *script)
-	skip    func(passive.Request) bool
-	want    []string
-	wantErr string // a substring of Err; empty means no error
+	name  string
+	build func(s *script)
+	skip  func(passive.Request) bool
+	want  []string
 }
 
 func podsBegin(id int) string {
@@ -1397,11 +1399,7 @@ func TestAfterClose(t *testing.T) {
 	sc.start()
 	sc.headers(true, 1, true, request("GET", "/")...)
 	for _, seg := range sc.segs[:len(sc.segs)-1] {
-		if seg.client {
-			s.Client(seg.b)
-		} else {
-			s.Server(seg.b)
-		}
+		give(s, seg.client, seg.b)
 	}
 	s.Close()
 	s.Close()
@@ -1419,11 +1417,7 @@ func TestNilBegin(t *testing.T) {
 	sc.headers(true, 1, true, request("GET", "/")...)
 	sc.headers(false, 1, true, response("200")...)
 	for _, seg := range sc.segs {
-		if seg.client {
-			s.Client(seg.b)
-		} else {
-			s.Server(seg.b)
-		}
+		give(s, seg.client, seg.b)
 	}
 	s.Close()
 	if s.Err() != nil {
@@ -1453,29 +1447,25 @@ func schedule(segs []segment) (client, server, sched []byte) {
 func feedSchedule(client, server, sched []byte, split func([]byte) [][]byte) (*recorder, error) {
 	rec := &recorder{skip: func(q passive.Request) bool { return strings.Contains(q.Path, "skip") }}
 	s := New(rec.begin)
-	give := func(toClient bool, p []byte) {
+	giveSplit := func(fromClient bool, p []byte) {
 		for _, piece := range split(p) {
-			if toClient {
-				s.Client(piece)
-			} else {
-				s.Server(piece)
-			}
+			give(s, fromClient, piece)
 		}
 	}
 	for _, b := range sched {
 		n := int(b&0x7f) + 1
 		if b&0x80 == 0 {
 			n = min(n, len(client))
-			give(true, client[:n])
+			giveSplit(true, client[:n])
 			client = client[n:]
 		} else {
 			n = min(n, len(server))
-			give(false, server[:n])
+			giveSplit(false, server[:n])
 			server = server[n:]
 		}
 	}
-	give(true, client)
-	give(false, server)
+	giveSplit(true, client)
+	giveSplit(false, server)
 	rec.note("close")
 	s.Close()
 	return rec, s.Err()
@@ -1557,11 +1547,7 @@ func established(tb testing.TB, x *benchExchange, reqFields, respFields []string
 		tb.Fatal(s.err)
 	}
 	for _, seg := range s.segs {
-		if seg.client {
-			sc.Client(seg.b)
-		} else {
-			sc.Server(seg.b)
-		}
+		give(sc, seg.client, seg.b)
 	}
 	s.segs = nil
 	return sc, s

@@ -86,11 +86,7 @@ func (r *relay) serve(client net.Conn) {
 			if n > 0 {
 				r.mu.Lock()
 				c.segs = append(c.segs, segment{client: fromClient, b: bytes.Clone(buf[:n])})
-				if fromClient {
-					c.scanner.Client(buf[:n])
-				} else {
-					c.scanner.Server(buf[:n])
-				}
+				give(c.scanner, fromClient, buf[:n])
 				r.mu.Unlock()
 				if _, err := to.Write(buf[:n]); err != nil {
 					break
@@ -482,6 +478,22 @@ func TestRealLargeResponses(t *testing.T) {
 			t.Logf("server sent %d DATA frames; client sent %d WINDOW_UPDATE frames", server[http2.FrameData], client[http2.FrameWindowUpdate])
 			if c.name == "small windows" && client[http2.FrameWindowUpdate] < 100 {
 				t.Errorf("only %d WINDOW_UPDATE frames: the windows were not small", client[http2.FrameWindowUpdate])
+			}
+			if c.name == "large frames" {
+				largest := uint32(0)
+				err := eachFrame(e.relay.conns[0], false, nil, func(f http2.Frame) {
+					if h := f.Header(); h.Type == http2.FrameData {
+						largest = max(largest, h.Length)
+					}
+				})
+				if err != nil {
+					t.Fatalf("reading back recorded frames: %v", err)
+				}
+				// 16384 is the frame size every peer must accept; only
+				// the client's larger setting allows more.
+				if largest <= 16384 {
+					t.Errorf("the largest DATA frame is %d bytes: the frames were not large", largest)
+				}
 			}
 		})
 	}
